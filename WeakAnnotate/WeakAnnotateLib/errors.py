@@ -1,0 +1,10 @@
+"""The one exception type users see.
+
+Every loader, algorithm and command raises :class:`InputError` for bad input, with a message that names
+the problem and what to do. Faces show the message as is (the CLI prints it and exits with status 2;
+panels show it in their status line) and never a traceback.
+"""
+
+
+class InputError(ValueError):
+    """Bad input from the user: a file, an annotation or a parameter that cannot be used."""
