@@ -118,13 +118,20 @@ def read_mask(
             f"The {what} {path} is on a different grid ({img.geometry.describe()}) than the image "
             f"({grid.describe()}); resample it onto the image first."
         )
-    values = img.array
+    return select_label(img.array, label, what=what, path=path)
+
+
+def select_label(values: np.ndarray, label: int | None, *, what: str = "mask", path: str | Path = "") -> np.ndarray:
+    """Foreground of a label map: every nonzero voxel, or the voxels equal to ``label``."""
     if label is None:
         return values != 0
-    present = np.unique(values)
-    if label not in present:
-        raise InputError(f"Label {label} does not occur in {path}; it holds {present[present != 0].tolist()}.")
-    return values == label
+    selected = values == label
+    if not selected.any():
+        present = np.unique(values)
+        raise InputError(
+            f"Label {label} does not occur in the {what} {path}; it holds {present[present != 0].tolist()}."
+        )
+    return selected
 
 
 def to_sitk(array: np.ndarray, geometry: Geometry) -> sitk.Image:

@@ -85,9 +85,7 @@ def geometry_of_node(node: Any) -> Geometry:
     return Geometry(_from_vtk_matrix(vm), (dims[2], dims[1], dims[0]))
 
 
-def add_volume_node(
-    rt: SlicerRuntime, image: Image, name: str | None = None, *, labelmap: bool = False
-) -> Any:
+def add_volume_node(rt: SlicerRuntime, image: Image, name: str | None = None, *, labelmap: bool = False) -> Any:
     """A scalar (or labelmap) volume node holding ``image`` with its exact IJK→RAS, with display nodes."""
     if image.array.ndim != 3:
         raise InputError(f"A 3D array is needed, got {image.array.ndim}D.")

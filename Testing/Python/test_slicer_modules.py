@@ -1,0 +1,330 @@
+"""Static checks of the Slicer extension layout and the four scripted modules.
+
+Runs headless, without Qt or desktop Slicer: the .ui files are parsed as XML and the module .py files with
+``ast``, so a widget renamed in Qt Designer, a parameter-node field without a widget (or the reverse) or a
+``self.ui.X`` that the .ui does not define fails here rather than when the panel is opened in Slicer.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULES = ["WeakAnnotate", "ExtremePointSeg", "BoxCorrection", "SurfaceTemplate"]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# Widget classes that slicer.parameterNodeWrapper can bind (guiConnectors.py), by the annotated type.
+NODE_BINDABLE = {"qMRMLNodeComboBox", "qMRMLSubjectHierarchyTreeView"}
+VALUE_BINDABLE = {
+    "str": {"QLineEdit", "QTextEdit", "QComboBox"},
+    "bool": {"QCheckBox", "QPushButton", "QComboBox"},
+    "int": {"QSpinBox", "QSlider", "QComboBox"},
+    "float": {"QDoubleSpinBox", "ctkSliderWidget", "QComboBox"},
+}
+
+
+def _rel(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+def _ui_path(module: str) -> Path:
+    return ROOT / module / "Resources" / "UI" / f"{module}.ui"
+
+
+def _py_path(module: str) -> Path:
+    return ROOT / module / f"{module}.py"
+
+
+def _tree(module: str) -> ast.Module:
+    path = _py_path(module)
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+def _ui_root(module: str) -> ET.Element:
+    return ET.parse(_ui_path(module)).getroot()
+
+
+def _widgets(root: ET.Element) -> dict[str, str]:
+    """Widget name -> class, for every widget in the .ui."""
+    return {w.get("name"): w.get("class") for w in root.iter("widget")}
+
+
+def _bound_widgets(root: ET.Element) -> dict[str, tuple[str, str]]:
+    """SlicerParameterName -> (widget name, widget class)."""
+    bound: dict[str, tuple[str, str]] = {}
+    for w in root.iter("widget"):
+        for prop in w.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                value = prop.findtext("string")
+                assert value, f"{w.get('name')!r} has an empty SlicerParameterName"
+                assert value not in bound, (
+                    f"SlicerParameterName {value!r} is bound to both {bound[value][0]!r} and {w.get('name')!r}"
+                )
+                bound[value] = (w.get("name"), w.get("class"))
+    return bound
+
+
+def _decorator_name(node: ast.expr) -> str:
+    if isinstance(node, ast.Call):
+        node = node.func
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    if isinstance(node, ast.Name):
+        return node.id
+    return ""
+
+
+def _parameter_fields(module: str) -> dict[str, str]:
+    """Field name -> annotation source, of the class decorated with @parameterNodeWrapper."""
+    classes = [
+        node
+        for node in _tree(module).body
+        if isinstance(node, ast.ClassDef)
+        and any(_decorator_name(d) == "parameterNodeWrapper" for d in node.decorator_list)
+    ]
+    assert len(classes) == 1, f"{module}.py: expected one @parameterNodeWrapper class, found {len(classes)}"
+    return {
+        stmt.target.id: ast.unparse(stmt.annotation)
+        for stmt in classes[0].body
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+    }
+
+
+def _self_ui_attributes(module: str) -> set[str]:
+    """Every X in ``self.ui.X``."""
+    names = set()
+    for node in ast.walk(_tree(module)):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "ui"
+            and isinstance(node.value.value, ast.Name)
+            and node.value.value.id == "self"
+        ):
+            names.add(node.attr)
+    return names
+
+
+# --- the .ui files ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_ui_is_a_qmrmlwidget(module):
+    path = _ui_path(module)
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as error:
+        pytest.fail(f"{_rel(path)} is not valid XML: {error}")
+    assert root.tag == "ui" and root.get("version") == "4.0", f"{_rel(path)}: the root must be <ui version='4.0'>"
+    assert root.findtext("class") == module, f"{_rel(path)}: <class> must be {module!r}"
+    top = root.find("widget")
+    assert top is not None, f"{_rel(path)}: no top-level <widget>"
+    assert top.get("class") == "qMRMLWidget", (
+        f"{_rel(path)}: the top-level widget is {top.get('class')!r}, not qMRMLWidget"
+    )
+    assert top.get("name") == module, f"{_rel(path)}: the top-level widget must be named {module!r}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_ui_widget_names_are_unique(module):
+    names = [w.get("name") for w in _ui_root(module).iter("widget")]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    assert not duplicates, f"{_rel(_ui_path(module))}: duplicate widget names {duplicates}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_ui_declares_its_custom_widgets(module):
+    root = _ui_root(module)
+    declared = {c.findtext("class") for c in root.iter("customwidget")}
+    used = {cls for cls in _widgets(root).values() if cls.startswith(("ctk", "qMRML", "qSlicer"))}
+    missing = sorted(used - declared)
+    assert not missing, f"{_rel(_ui_path(module))}: <customwidgets> does not declare {missing}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_ui_mrml_widgets_follow_the_scene(module):
+    root = _ui_root(module)
+    connected = {
+        c.findtext("receiver")
+        for c in root.iter("connection")
+        if c.findtext("sender") == module
+        and c.findtext("signal") == "mrmlSceneChanged(vtkMRMLScene*)"
+        and c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"
+    }
+    mrml_widgets = {
+        name for name, cls in _widgets(root).items() if cls.startswith(("qMRML", "qSlicer")) and cls != "qMRMLWidget"
+    }
+    missing = sorted(mrml_widgets - connected)
+    assert not missing, (
+        f"{_rel(_ui_path(module))}: no mrmlSceneChanged(vtkMRMLScene*) -> setMRMLScene(vtkMRMLScene*) "
+        f"connection for {missing}"
+    )
+    widgets = _widgets(root)
+    for c in root.iter("connection"):
+        for end in ("sender", "receiver"):
+            assert c.findtext(end) in widgets, (
+                f"{_rel(_ui_path(module))}: connection {end} {c.findtext(end)!r} is not a widget"
+            )
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_parameter_names_match_the_parameter_node(module):
+    ui = _rel(_ui_path(module))
+    bound = _bound_widgets(_ui_root(module))
+    fields = _parameter_fields(module)
+    for name, (widget, _cls) in bound.items():
+        assert name in fields, (
+            f"{ui}: widget {widget!r} has SlicerParameterName {name!r}, which is not a field of the "
+            f"@parameterNodeWrapper class in {module}.py (fields: {sorted(fields)})"
+        )
+    for field in fields:
+        assert field in bound, f"{module}.py: parameter node field {field!r} has no widget in {ui} bound to it"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_bound_widgets_can_represent_their_field(module):
+    ui = _rel(_ui_path(module))
+    fields = _parameter_fields(module)
+    for name, (widget, cls) in _bound_widgets(_ui_root(module)).items():
+        if name not in fields:
+            continue  # reported by test_parameter_names_match_the_parameter_node
+        annotation = fields[name]
+        if re.search(r"\bvtkMRML\w+Node\b", annotation):
+            allowed = NODE_BINDABLE
+        else:
+            allowed = VALUE_BINDABLE.get(annotation, set())
+        assert cls in allowed, (
+            f"{ui}: widget {widget!r} ({cls}) cannot be bound to {name}: {annotation} by "
+            f"slicer.parameterNodeWrapper; use one of {sorted(allowed)}"
+        )
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_self_ui_attributes_exist_in_the_ui(module):
+    widgets = _widgets(_ui_root(module))
+    for name in sorted(_self_ui_attributes(module)):
+        assert name in widgets, f"{module}.py uses self.ui.{name}, but {_rel(_ui_path(module))} has no widget {name!r}"
+
+
+# --- the module files -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_folder_layout(module):
+    folder = ROOT / module
+    cmake = folder / "CMakeLists.txt"
+    assert cmake.is_file(), f"{_rel(cmake)} is missing"
+    text = cmake.read_text(encoding="utf-8")
+    assert re.search(rf"set\(MODULE_NAME\s+{module}\)", text), f"{_rel(cmake)}: MODULE_NAME is not {module}"
+    assert "slicerMacroBuildScriptedModule(" in text, f"{_rel(cmake)}: no slicerMacroBuildScriptedModule"
+    assert "WITH_GENERIC_TESTS" in text, f"{_rel(cmake)}: slicerMacroBuildScriptedModule without WITH_GENERIC_TESTS"
+    assert re.search(r"slicer_add_python_unittest\(\s*SCRIPT\s+\$\{MODULE_NAME\}\.py\s*\)", text), (
+        f"{_rel(cmake)}: no slicer_add_python_unittest(SCRIPT ${{MODULE_NAME}}.py)"
+    )
+    for resource in ("Resources/Icons/${MODULE_NAME}.png", "Resources/UI/${MODULE_NAME}.ui"):
+        assert resource in text, f"{_rel(cmake)}: {resource} is not in MODULE_PYTHON_RESOURCES"
+
+    assert _py_path(module).is_file(), f"{_rel(_py_path(module))} is missing"
+    assert _ui_path(module).is_file(), f"{_rel(_ui_path(module))} is missing"
+    icon = folder / "Resources" / "Icons" / f"{module}.png"
+    assert icon.is_file(), f"{_rel(icon)} is missing"
+    data = icon.read_bytes()
+    assert data[:8] == PNG_SIGNATURE, f"{_rel(icon)} is not a PNG"
+    assert len(data) < 30_000, f"{_rel(icon)} is {len(data)} bytes; keep icons under 30 KB"
+    assert not (folder / "__init__.py").exists(), f"{_rel(folder)} must not be a package (no __init__.py)"
+
+
+def test_extension_cmakelists():
+    cmake = ROOT / "CMakeLists.txt"
+    text = cmake.read_text(encoding="utf-8")
+    for required in (
+        "cmake_minimum_required(VERSION 3.16.3)",
+        "project(WeakAnnotate)",
+        "find_package(Slicer REQUIRED)",
+        "include(${Slicer_USE_FILE})",
+        "include(${Slicer_EXTENSION_GENERATE_CONFIG})",
+        "include(${Slicer_EXTENSION_CPACK})",
+    ):
+        assert required in text, f"CMakeLists.txt: {required} is missing"
+    for variable in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS", "DEPENDS"):
+        assert re.search(rf"set\(EXTENSION_{variable}\s", text), f"CMakeLists.txt: EXTENSION_{variable} is not set"
+    for module in MODULES:
+        assert re.search(rf"^add_subdirectory\({module}\)", text, re.M), (
+            f"CMakeLists.txt: no add_subdirectory({module})"
+        )
+    icon = ROOT / "Resources" / "Icons" / "WeakAnnotate.png"
+    assert icon.read_bytes()[:8] == PNG_SIGNATURE, f"{_rel(icon)} is not a PNG"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_classes(module):
+    classes = {node.name for node in _tree(module).body if isinstance(node, ast.ClassDef)}
+    for suffix in ("", "ParameterNode", "Widget", "Logic", "Test"):
+        assert f"{module}{suffix}" in classes, f"{module}.py: class {module}{suffix} is missing"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_test_runs_the_shared_selftests(module):
+    source = _py_path(module).read_text(encoding="utf-8")
+    test_class = next(
+        node for node in _tree(module).body if isinstance(node, ast.ClassDef) and node.name == f"{module}Test"
+    )
+    body = ast.get_source_segment(source, test_class) or ""
+    assert f'run_module_selftests("{module}"' in body, (
+        f'{module}Test does not call run_module_selftests("{module}", ...)'
+    )
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_compiles_and_imports_no_trame(module):
+    path = _py_path(module)
+    source = path.read_text(encoding="utf-8")
+    compile(source, str(path), "exec")
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        else:
+            continue
+        for name in names:
+            assert name.split(".")[0] != "trame" and not name.startswith("trame_"), f"{_rel(path)} imports {name}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_top_level_imports_are_slicers_own(module):
+    """At load time Slicer provides slicer, vtk, qt and ctk; everything else is imported where it is used."""
+    allowed = {"slicer", "vtk", "qt", "ctk", "__future__"}
+    for node in _tree(module).body:
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        else:
+            continue
+        for name in names:
+            assert name.split(".")[0] in allowed, (
+                f"{module}.py imports {name} at module level; import it inside the method that uses it"
+            )
+
+
+def test_weakannotate_cmakelists_installs_the_logic_package():
+    cmake = ROOT / "WeakAnnotate" / "CMakeLists.txt"
+    text = cmake.read_text(encoding="utf-8")
+    files = sorted((ROOT / "WeakAnnotate" / "WeakAnnotateLib").rglob("*.py"))
+    assert files, "WeakAnnotate/WeakAnnotateLib has no .py files"
+    globbed = re.search(r"file\(GLOB_RECURSE\s+(\w+)[^)]*WeakAnnotateLib/\*\.py", text)
+    if globbed:
+        variable = globbed.group(1)
+        assert re.search(rf"set\(MODULE_PYTHON_SCRIPTS[^)]*\$\{{{variable}\}}", text), (
+            f"{_rel(cmake)}: the WeakAnnotateLib glob ({variable}) is not in MODULE_PYTHON_SCRIPTS"
+        )
+        return
+    for path in files:
+        relative = path.relative_to(ROOT / "WeakAnnotate").as_posix()
+        assert relative in text, f"{_rel(cmake)}: {relative} is not in MODULE_PYTHON_SCRIPTS"

@@ -1,0 +1,1 @@
+"""Sub-commands of ``weakannotate`` (see ``cli.py``)."""
