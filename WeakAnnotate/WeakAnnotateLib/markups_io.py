@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from .atomic_files import atomic_output, full_suffix
+from .atomic_files import full_suffix
 from .errors import InputError
 from .geometry import Geometry
-from .mrml_adapter import Box, add_points_node, add_roi_node, box_of_node, points_of_node
+from .mrml_adapter import Box, add_points_node, add_roi_node, box_of_node, points_of_node, write_node_file
 from .slicer_runtime import SlicerRuntime, get_runtime
 
 POINT_TYPES = ("Fiducial",)
@@ -139,12 +139,7 @@ def _write_node(node: Any, path: str | Path) -> Path:
     path = Path(path)
     if full_suffix(path) != ".mrk.json":
         raise InputError(f"Cannot write {path}: markups are saved as .mrk.json.")
-    storage = node.CreateDefaultStorageNode()
-    with atomic_output(path) as tmp:
-        storage.SetFileName(str(tmp))
-        if not storage.WriteData(node):
-            raise InputError(f"Slicer could not write {path}.")
-    return path
+    return write_node_file(node, path)
 
 
 def write_points(

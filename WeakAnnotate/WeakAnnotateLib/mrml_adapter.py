@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import vtk
 from vtk.util import numpy_support
 
+from .atomic_files import atomic_output
 from .errors import InputError
 from .geometry import Geometry
 from .image_io import Image
@@ -38,6 +40,17 @@ def scene_change(scene: Any) -> Iterator[None]:
             if node is not None and node.GetID() not in before:
                 scene.RemoveNode(node)
         raise
+
+
+def write_node_file(node: Any, path: str | Path) -> Path:
+    """Write a node with its default storage node (Slicer's own file format); the file appears only if complete."""
+    path = Path(path)
+    storage = node.CreateDefaultStorageNode()
+    with atomic_output(path) as tmp:
+        storage.SetFileName(str(tmp))
+        if not storage.WriteData(node):
+            raise InputError(f"Slicer could not write {node.GetName()} to {path}.")
+    return path
 
 
 # --- matrices -----------------------------------------------------------------------------------------

@@ -14,12 +14,19 @@ from typing import Any
 import numpy as np
 import vtk
 
-from .atomic_files import atomic_output, full_suffix
+from .atomic_files import full_suffix
 from .colors import segment_color
 from .errors import InputError
 from .geometry import Geometry
 from .image_io import Image, read_image, write_image
-from .mrml_adapter import add_segmentation_node, scene_change, segment_ids, segment_mask, set_segment_mask
+from .mrml_adapter import (
+    add_segmentation_node,
+    scene_change,
+    segment_ids,
+    segment_mask,
+    set_segment_mask,
+    write_node_file,
+)
 from .slicer_runtime import SlicerRuntime
 
 LABEL_TAG = "WeakAnnotate.LabelValue"
@@ -72,12 +79,7 @@ def write_segmentation(path: str | Path, segmentation_node: Any, geometry: Geome
     """``.seg.nrrd`` through Slicer's segmentation storage; ``.nii.gz``/``.nrrd``/``.mha`` as a label map."""
     path = Path(path)
     if full_suffix(path) == ".seg.nrrd":
-        storage = segmentation_node.CreateDefaultStorageNode()
-        with atomic_output(path) as tmp:
-            storage.SetFileName(str(tmp))
-            if not storage.WriteData(segmentation_node):
-                raise InputError(f"Slicer could not write the segmentation {path}.")
-        return path
+        return write_node_file(segmentation_node, path)
     if geometry is None:
         raise InputError(f"Writing {path} as a label map needs the image grid to put it on.")
     labelmap, _ = labelmap_from_segmentation(segmentation_node, geometry)
