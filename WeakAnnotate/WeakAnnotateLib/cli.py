@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from .errors import InputError
 
-COMMAND_MODULES = ("evaluate", "simulate", "demo")
+COMMAND_MODULES = ("evaluate", "simulate", "demo", "extreme_points")
 
 
 def build_parser() -> argparse.ArgumentParser:
