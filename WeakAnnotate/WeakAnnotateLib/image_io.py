@@ -59,6 +59,43 @@ def _read_dicom_series(folder: Path, series_uid: str | None) -> sitk.Image:
     return reader.Execute()
 
 
+def is_dicom_file(path: Path) -> bool:
+    """DICOM Part 10 files carry "DICM" after a 128-byte preamble, whatever their name."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(128)
+            return f.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def check_nifti_complete(path: Path) -> None:
+    """ITK reads a truncated NIfTI without complaint (zero-filling the rest); check the data is all there."""
+    import zlib
+
+    import nibabel
+
+    try:
+        header = nibabel.load(str(path)).header
+    except Exception as e:  # nibabel raises many types for a broken header
+        raise InputError(f"Cannot read image {path}: the NIfTI header is corrupt ({e}).") from None
+    need = int(header.get_data_offset()) + int(np.prod(header.get_data_shape())) * header.get_data_dtype().itemsize
+    if full_suffix(path) == ".nii":
+        have = path.stat().st_size
+    else:
+        have, inflate = 0, zlib.decompressobj(wbits=31)
+        try:
+            with open(path, "rb") as f:
+                while have < need and (chunk := f.read(1 << 20)):
+                    have += len(inflate.decompress(chunk))
+        except zlib.error as e:
+            raise InputError(f"Cannot read image {path}: the file is corrupt ({e}).") from None
+    if have < need:
+        raise InputError(
+            f"Cannot read image {path}: the file is corrupt or truncated ({have} of {need} bytes of data)."
+        )
+
+
 def read_sitk(path: str | Path, *, series_uid: str | None = None, what: str = "image") -> sitk.Image:
     """Read a file (or a DICOM folder) and check it is a 3D scalar image."""
     path = Path(path)
@@ -67,9 +104,11 @@ def read_sitk(path: str | Path, *, series_uid: str | None = None, what: str = "i
     try:
         if path.is_dir():
             image = _read_dicom_series(path, series_uid)
-        elif full_suffix(path) == ".dcm":
+        elif full_suffix(path) == ".dcm" or is_dicom_file(path):
             image = _read_dicom_series(path.parent, series_uid)
         else:
+            if full_suffix(path) in (".nii", ".nii.gz"):
+                check_nifti_complete(path)
             image = sitk.ReadImage(str(path))
     except InputError:
         raise

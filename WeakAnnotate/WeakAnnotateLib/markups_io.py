@@ -16,7 +16,7 @@ import numpy as np
 from .atomic_files import full_suffix
 from .errors import InputError
 from .geometry import Geometry
-from .mrml_adapter import Box, add_points_node, add_roi_node, box_of_node, points_of_node, write_node_file
+from .mrml_adapter import Box, add_points_node, add_roi_node, box_of_node, points_of_node, remove_node, write_node_file
 from .slicer_runtime import SlicerRuntime, get_runtime
 
 POINT_TYPES = ("Fiducial",)
@@ -44,6 +44,8 @@ def markups_type(path: str | Path) -> str:
         kind = markups[0]["type"]
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, IndexError, TypeError) as e:
         raise InputError(f"Annotation file {path} is corrupt or not a Slicer markups file ({e}).") from None
+    if not isinstance(markups[0].get("controlPoints", []), list):
+        raise InputError(f"Annotation file {path} is corrupt: its control points are not a list.")
     if len(markups) != 1:
         raise InputError(f"Annotation file {path} holds {len(markups)} markups; one per file is expected.")
     return str(kind)
@@ -102,7 +104,7 @@ def read_points(
     try:
         points, labels = points_of_node(node)
     finally:
-        rt.scene.RemoveNode(node)
+        remove_node(rt.scene, node)
     check_point_count(len(points), count=count, min_count=min_count, what=what)
     if geometry is not None:
         geometry.ras_to_index(points, what=what.rstrip("s"))
@@ -116,7 +118,7 @@ def read_box(path: str | Path, *, geometry: Geometry | None = None) -> Box:
     try:
         box = box_of_node(node)
     finally:
-        rt.scene.RemoveNode(node)
+        remove_node(rt.scene, node)
     check_box(box, geometry)
     return box
 
@@ -156,7 +158,7 @@ def write_points(
     try:
         return _write_node(node, path)
     finally:
-        rt.scene.RemoveNode(node)
+        remove_node(rt.scene, node)
 
 
 def write_box(path: str | Path, box: Box, name: str = "box") -> Path:
@@ -166,4 +168,4 @@ def write_box(path: str | Path, box: Box, name: str = "box") -> Path:
     try:
         return _write_node(node, path)
     finally:
-        rt.scene.RemoveNode(node)
+        remove_node(rt.scene, node)

@@ -42,6 +42,21 @@ def scene_change(scene: Any) -> Iterator[None]:
         raise
 
 
+def remove_node(scene: Any, node: Any) -> None:
+    """Remove a node with its display and storage nodes (the headless scene does not cascade removal)."""
+    if node is None:
+        return
+    helpers = []
+    if node.IsA("vtkMRMLDisplayableNode"):
+        helpers += [node.GetNthDisplayNode(n) for n in range(node.GetNumberOfDisplayNodes())]
+    if node.IsA("vtkMRMLStorableNode"):
+        helpers += [node.GetNthStorageNode(n) for n in range(node.GetNumberOfStorageNodes())]
+    scene.RemoveNode(node)
+    for helper in helpers:
+        if helper is not None and scene.IsNodePresent(helper):
+            scene.RemoveNode(helper)
+
+
 def write_node_file(node: Any, path: str | Path) -> Path:
     """Write a node with its default storage node (Slicer's own file format); the file appears only if complete."""
     path = Path(path)

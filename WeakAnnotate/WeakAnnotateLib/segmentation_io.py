@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import SimpleITK as sitk
 import vtk
 
 from .atomic_files import full_suffix
@@ -21,6 +22,7 @@ from .geometry import Geometry
 from .image_io import Image, read_image, write_image
 from .mrml_adapter import (
     add_segmentation_node,
+    remove_node,
     scene_change,
     segment_ids,
     segment_mask,
@@ -98,11 +100,17 @@ def read_segmentation(
     if not path.is_file():
         raise InputError(f"Segmentation file {path} does not exist.")
     if full_suffix(path) == ".seg.nrrd":
+        # Slicer's reader aborts the whole process (an uncaught C++ exception) on a corrupt header or
+        # truncated data; ITK through SimpleITK raises a catchable error for the same files.
+        try:
+            sitk.ReadImage(str(path))
+        except RuntimeError:
+            raise InputError(f"Cannot read segmentation {path}: the file is corrupt or truncated.") from None
         node = rt.segmentations_logic.LoadSegmentationFromFile(str(path), False, path.name[: -len(".seg.nrrd")])
         if node is None:
             raise InputError(f"Cannot read segmentation {path}: the file is corrupt or not a .seg.nrrd.")
         if not segment_ids(node):
-            rt.scene.RemoveNode(node)
+            remove_node(rt.scene, node)
             raise InputError(f"Segmentation {path} has no segments.")
         return node
     image: Image = read_image(path, what="segmentation")

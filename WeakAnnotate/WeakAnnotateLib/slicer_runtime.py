@@ -26,6 +26,9 @@ class SlicerRuntime:
     segmentations_logic: Any
     terminologies_logic: Any
     headless: bool
+    # The application logic holds module logics weakly: without a reference here they are destroyed (and a
+    # destroyed colour logic removes the default colour tables from the scene).
+    kept_alive: tuple[Any, ...] = ()
 
     def clear(self) -> None:
         """Remove the data nodes (volumes, markups, segmentations) and keep the singletons."""
@@ -83,14 +86,23 @@ def new_headless_runtime(*, vtk_warnings: bool = False) -> SlicerRuntime:
         app_logic.SetModuleLogic(name, logic)
         return logic
 
-    register(slicer.vtkMRMLColorLogic(), "Colors")
+    colors = register(app_logic.GetColorLogic(), "Colors")
     volumes = register(slicer.vtkSlicerVolumesLogic(), "Volumes")
     markups = register(slicer.vtkSlicerMarkupsLogic(), "Markups")
     terminologies = register(slicer.vtkSlicerTerminologiesModuleLogic(), "Terminologies", _terminology_share())
     segmentations = register(slicer.vtkSlicerSegmentationsModuleLogic(), "Segmentations")
-    register(slicer.vtkSlicerSubjectHierarchyModuleLogic(), "SubjectHierarchy")
+    subject_hierarchy = register(slicer.vtkSlicerSubjectHierarchyModuleLogic(), "SubjectHierarchy")
     slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(scene, True)
-    return SlicerRuntime(scene, app_logic, volumes, markups, segmentations, terminologies, headless=True)
+    return SlicerRuntime(
+        scene,
+        app_logic,
+        volumes,
+        markups,
+        segmentations,
+        terminologies,
+        headless=True,
+        kept_alive=(colors, subject_hierarchy),
+    )
 
 
 def _terminology_share() -> str:
