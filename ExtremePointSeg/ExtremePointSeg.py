@@ -1,3 +1,4 @@
+import qt
 import slicer
 import vtk
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
@@ -53,12 +54,16 @@ class ExtremePointSegParameterNode:
     extremePoints - The six extreme points of the object.
     outputSegmentation - The segmentation that receives the result.
     targetSegmentName - The segment (created if missing) that receives the result.
+    autoUpdate - Re-run when a point is placed or dropped after dragging.
+    showProbability - Show the foreground probability as an overlay.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
     extremePoints: vtkMRMLMarkupsFiducialNode
     outputSegmentation: vtkMRMLSegmentationNode
     targetSegmentName: str = "Object"
+    autoUpdate: bool = False
+    showProbability: bool = False
 
 
 #
@@ -77,6 +82,12 @@ class ExtremePointSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._observedPoints = None
+        # Dragging a point fires many events: re-run once, shortly after the last one.
+        self._autoUpdateTimer = qt.QTimer()
+        self._autoUpdateTimer.setSingleShot(True)
+        self._autoUpdateTimer.setInterval(150)
+        self._autoUpdateTimer.connect("timeout()", self.onAutoUpdate)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -95,11 +106,14 @@ class ExtremePointSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.editStoredPointsButton.connect("clicked(bool)", self.onEditStoredPoints)
+        self.ui.extremePointsSelector.connect("nodeAddedByUser(vtkMRMLNode*)", self.logic.prepareExtremePointsNode)
 
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
+        self._autoUpdateTimer.stop()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -141,8 +155,31 @@ class ExtremePointSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
             self._checkCanApply()
 
+    def _observePoints(self, pointsNode) -> None:
+        """Follow the selected point list: placing or dropping a point triggers an update when enabled."""
+        if pointsNode is self._observedPoints:
+            return
+        if self._observedPoints is not None:
+            for event in self.logic.POINT_EVENTS:
+                self.removeObserver(self._observedPoints, event, self.onPointsChanged)
+        self._observedPoints = pointsNode
+        if pointsNode is not None:
+            for event in self.logic.POINT_EVENTS:
+                self.addObserver(pointsNode, event, self.onPointsChanged)
+
+    def onPointsChanged(self, caller=None, event=None) -> None:
+        p = self._parameterNode
+        if p and p.autoUpdate and self.ui.applyButton.enabled:
+            self._autoUpdateTimer.start()
+
+    def onAutoUpdate(self) -> None:
+        points = self._parameterNode.extremePoints if self._parameterNode else None
+        if points is not None and points.GetNumberOfDefinedControlPoints() == self.logic.REQUIRED_POINTS:
+            self.onApplyButton()
+
     def _checkCanApply(self, caller=None, event=None) -> None:
         p = self._parameterNode
+        self._observePoints(p.extremePoints if p else None)
         if p and p.inputVolume and p.extremePoints and p.outputSegmentation:
             self.ui.applyButton.toolTip = "Segment the object from the six extreme points."
             self.ui.applyButton.enabled = True
@@ -151,19 +188,43 @@ class ExtremePointSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.applyButton.enabled = False
 
     def onApplyButton(self) -> None:
-        """Run processing when user clicks "Apply" button."""
+        """Segment from the six points; bad input is reported in the panel and the scene is left as it was."""
         from WeakAnnotateLib.errors import InputError
 
         p = self._parameterNode
-        self.ui.statusLabel.text = ""
-        with slicer.util.tryWithErrorDisplay("Extreme-point segmentation failed.", waitCursor=True):
-            try:
-                self.logic.process(p.inputVolume, p.extremePoints, p.outputSegmentation, p.targetSegmentName)
-            except (InputError, NotImplementedError) as error:
-                # Bad input (or a step not there yet) is the user's to fix: one clear line, no traceback.
-                self.ui.statusLabel.text = str(error)
-                return
-            self.ui.statusLabel.text = "Done."
+        self.ui.statusLabel.text = "Segmenting…"
+        self.ui.progressBar.visible = True
+        self.ui.progressBar.setRange(0, 0)  # busy: the solve is one step of well under a second
+        slicer.app.processEvents()
+        try:
+            with slicer.util.tryWithErrorDisplay("Extreme-point segmentation failed.", waitCursor=True):
+                try:
+                    summary = self.logic.process(
+                        p.inputVolume,
+                        p.extremePoints,
+                        p.outputSegmentation,
+                        p.targetSegmentName,
+                        showProbability=p.showProbability,
+                    )
+                except InputError as error:
+                    # Bad input is the user's to fix: one clear line, no traceback, scene unchanged.
+                    self.ui.statusLabel.text = str(error)
+                    return
+                self.ui.statusLabel.text = summary
+        finally:
+            self.ui.progressBar.visible = False
+
+    def onEditStoredPoints(self) -> None:
+        """Bring back the points stored with the target segment, so that the segment can be edited."""
+        from WeakAnnotateLib.errors import InputError
+
+        p = self._parameterNode
+        try:
+            p.extremePoints = self.logic.pointsFromSegment(p.outputSegmentation, p.targetSegmentName)
+        except InputError as error:
+            self.ui.statusLabel.text = str(error)
+            return
+        self.ui.statusLabel.text = "Points restored from the segment: move them and Apply (or enable auto update)."
 
 
 #
@@ -178,6 +239,11 @@ class ExtremePointSegLogic(ScriptedLoadableModuleLogic):
     """
 
     REQUIRED_POINTS = 6
+    POINT_EVENTS = (
+        slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
+        slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent,
+        slicer.vtkMRMLMarkupsNode.PointRemovedEvent,
+    )
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
@@ -185,22 +251,98 @@ class ExtremePointSegLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return ExtremePointSegParameterNode(super().getParameterNode())
 
-    def process(self, inputVolume, extremePoints, outputSegmentation, targetSegmentName: str = "Object") -> None:
-        """Check the inputs, then segment the object into ``targetSegmentName`` of ``outputSegmentation``."""
+    def prepareExtremePointsNode(self, pointsNode) -> None:
+        """A new point list for extreme points takes at most six points, named in placing order."""
+        if pointsNode is None:
+            return
+        pointsNode.SetRequiredNumberOfControlPoints(self.REQUIRED_POINTS)
+        pointsNode.SetMaximumNumberOfControlPoints(self.REQUIRED_POINTS)
+        pointsNode.SetMarkupLabelFormat("EP-%d")
+
+    def process(
+        self,
+        inputVolume,
+        extremePoints,
+        outputSegmentation,
+        targetSegmentName: str = "Object",
+        showProbability: bool = False,
+    ) -> str:
+        """Segment into ``targetSegmentName`` of ``outputSegmentation``; returns a one-line summary.
+
+        The computation is WeakAnnotateLib.extreme_points.segment_from_nodes (the same the CLI and the web app
+        use); this adds what the desktop shows: points labelled by axis and the optional probability overlay.
+        """
+        import time
+
+        from WeakAnnotateLib.colors import segment_color
         from WeakAnnotateLib.errors import InputError
-        from WeakAnnotateLib.mrml_adapter import points_of_node
+        from WeakAnnotateLib.extreme_points import segment_from_nodes
+        from WeakAnnotateLib.mrml_adapter import geometry_of_node
+        from WeakAnnotateLib.simulate import axis_end_names
+        from WeakAnnotateLib.slicer_runtime import get_runtime
 
         if inputVolume is None or inputVolume.GetImageData() is None:
             raise InputError("Select an input volume with image data.")
         if outputSegmentation is None:
             raise InputError("Select or create an output segmentation.")
-        points, _ = points_of_node(extremePoints)
-        if len(points) != self.REQUIRED_POINTS:
-            raise InputError(
-                f"Place exactly {self.REQUIRED_POINTS} extreme points (both ends of the object along each axis); "
-                f"{len(points)} are placed."
-            )
-        raise NotImplementedError("Segmentation from extreme points arrives in a later release.")
+        if extremePoints is None:
+            raise InputError("Select or create the point list holding the six extreme points.")
+        name = (targetSegmentName or "").strip() or "Object"
+        start = time.perf_counter()
+        _, result = segment_from_nodes(
+            get_runtime(), inputVolume, extremePoints, outputSegmentation, name, segment_color(name)
+        )
+        seconds = time.perf_counter() - start
+        # Label each point by the anatomical end it marks (e.g. "left", "superior"), as the pairing found it.
+        geometry = geometry_of_node(inputVolume)
+        for axis, (low, high) in enumerate(result.pairs):
+            lowName, highName = axis_end_names(geometry, axis)
+            extremePoints.SetNthControlPointLabel(low, lowName)
+            extremePoints.SetNthControlPointLabel(high, highName)
+        self.showProbability(inputVolume, result, showProbability, name)
+        volumeMl = result.mask.sum() * float(geometry.spacing.prod()) / 1000.0
+        return f"Segment '{name}': {volumeMl:.1f} ml in {seconds:.2f} s."
+
+    def showProbability(self, inputVolume, result, show: bool, segmentName: str) -> None:
+        """Create or update '<segment> probability' and show it over the image (or hide it)."""
+        from WeakAnnotateLib.image_io import Image
+        from WeakAnnotateLib.mrml_adapter import add_volume_node, geometry_of_node
+        from WeakAnnotateLib.slicer_runtime import get_runtime
+
+        nodeName = f"{segmentName} probability"
+        node = slicer.mrmlScene.GetFirstNodeByName(nodeName)
+        if not show:
+            if node is not None:
+                slicer.util.setSliceViewerLayers(foreground=None)
+            return
+        geometry = geometry_of_node(inputVolume)
+        probability = result.full_probability(geometry.shape)
+        if node is None:
+            node = add_volume_node(get_runtime(), Image(probability, geometry), nodeName)
+            display = node.GetDisplayNode()
+            display.SetAndObserveColorNodeID("vtkMRMLColorTableNodeFileColdToHotRainbow.txt")
+            display.AutoWindowLevelOff()
+            display.SetWindowLevelMinMax(0.0, 1.0)
+        else:
+            slicer.util.updateVolumeFromArray(node, probability)
+        slicer.util.setSliceViewerLayers(foreground=node, foregroundOpacity=0.4)
+
+    def pointsFromSegment(self, segmentationNode, segmentName: str):
+        """A point list holding the six points stored with a segment by a previous Apply."""
+        from WeakAnnotateLib.errors import InputError
+        from WeakAnnotateLib.extreme_points import stored_points
+        from WeakAnnotateLib.mrml_adapter import add_points_node
+        from WeakAnnotateLib.slicer_runtime import get_runtime
+
+        if segmentationNode is None:
+            raise InputError("Select the segmentation that holds the segment.")
+        segmentId = segmentationNode.GetSegmentation().GetSegmentIdBySegmentName(segmentName)
+        points = stored_points(segmentationNode, segmentId) if segmentId else None
+        if points is None:
+            raise InputError(f"Segment '{segmentName}' has no stored extreme points; place six new points.")
+        node = add_points_node(get_runtime(), points, name=f"{segmentName} extreme points")
+        self.prepareExtremePointsNode(node)
+        return node
 
 
 #
