@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -46,21 +47,26 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--jitter-mm", type=float, default=3.0)
+    ap.add_argument("--params", default="{}", help="ExtremePointParams overrides as JSON, e.g. '{\"prior_weight\": 0}'")
+    ap.add_argument("--summary", action="store_true", help="print the per-group table only")
     args = ap.parse_args()
     if not (args.data / "cases.json").is_file():
         print(f"data not found at {args.data}; pass --data", file=sys.stderr)
         return 2
 
-    from WeakAnnotateLib.extreme_points import scribble_inside_fraction, segment_extreme_points
+    from WeakAnnotateLib.extreme_points import ExtremePointParams, scribble_inside_fraction, segment_extreme_points
     from WeakAnnotateLib.image_io import read_image
     from WeakAnnotateLib.metrics import dice
     from WeakAnnotateLib.simulate import extreme_points
 
+    params = ExtremePointParams(**json.loads(args.params))
+    print(f"load average {os.getloadavg()[0]:.1f}; params {args.params}")
     rows: dict[str, list[tuple[float, float, float, float]]] = {}
-    print(
-        f"{'group':28} {'case':14} {'Dice exact':>10} {f'Dice ±{args.jitter_mm:g}mm':>11} "
-        f"{'fg in ref':>9} {'path in ref':>11} {'bg out ref':>10} {'time s':>7}"
-    )
+    if not args.summary:
+        print(
+            f"{'group':28} {'case':14} {'Dice exact':>10} {f'Dice ±{args.jitter_mm:g}mm':>11} "
+            f"{'fg in ref':>9} {'path in ref':>11} {'bg out ref':>10} {'time s':>7}"
+        )
     for group, name, image_rel, mask_rel, label in case_list(args.data):
         image = read_image(args.data / image_rel)
         values = read_image(args.data / mask_rel).array
@@ -71,12 +77,14 @@ def main() -> int:
         for n, jitter in enumerate((0.0, args.jitter_mm)):
             points, _ = extreme_points(ref, image.geometry, jitter_mm=jitter, seed=n)
             t = time.perf_counter()
-            result = segment_extreme_points(image.array, image.geometry, points)
+            result = segment_extreme_points(image.array, image.geometry, points, params)
             elapsed = time.perf_counter() - t
             inside = scribble_inside_fraction(result, ref)
             scores.append((dice(ref, result.mask), inside, elapsed))
         (d0, in0, t0), (d1, _in1, _t1) = scores
         rows.setdefault(group, []).append((d0, d1, in0["fg_seeds_inside"], in0["path_inside"]))
+        if args.summary:
+            continue
         print(
             f"{group:28} {name:14} {d0:10.3f} {d1:11.3f} {in0['fg_seeds_inside']:9.3f} "
             f"{in0['path_inside']:11.3f} {in0['bg_seeds_outside']:10.3f} {t0:7.2f}"

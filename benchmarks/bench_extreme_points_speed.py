@@ -6,8 +6,9 @@ Three real boxes: a PET lesion (STS_001), the BraTS pat0001 whole tumour (FLAIR,
 organ-size box (the BraTS pat0001 brain mask on FLAIR: 132×176×136 voxels + 20 mm padding, clipped to the
 image = 155×216×176). Clicks are simulated exactly from the reference. Each method runs in its own
 subprocess so that its peak RSS (``ru_maxrss``) is its own. scikit-image gets the box our pipeline crops,
-normalised the same way, and our seeds; "ours" is the whole pipeline from the image (paths, seeds, solve).
-Re-run = ``ExtremePointSegmenter.update`` after one click moved 2 mm (warm start).
+normalised the same way, and our seeds; "ours" is the whole pipeline from the image (paths, seeds, solve)
+without the prior term (scikit-image has none), "default" the shipped pipeline with it.
+Re-run = ``ExtremePointSegmenter.update`` after one click moved 2 mm (warm start), default pipeline.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
+SAME_PROBLEM = {"prior_weight": 0.0}  # scikit-image solves the plain random walker; compare on that
 
 CASES = {
     "PET lesion (STS_001)": ("ibsi_sts/STS_001/PET_image.nii.gz", "ibsi_sts/STS_001/PET_mask.nii.gz"),
@@ -55,12 +57,12 @@ def _maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def worker_ours(data: Path, case: str, out: Path) -> None:
-    from WeakAnnotateLib.extreme_points import ExtremePointSegmenter
+def worker_ours(data: Path, case: str, out: Path, params_json: str) -> None:
+    from WeakAnnotateLib.extreme_points import ExtremePointParams, ExtremePointSegmenter
 
     image, _ref, points = _load(data, case)
     rss0 = _maxrss_mb()
-    seg = ExtremePointSegmenter(image.array, image.geometry)
+    seg = ExtremePointSegmenter(image.array, image.geometry, ExtremePointParams(**json.loads(params_json)))
     t = time.perf_counter()
     first = seg.segment(points)
     total = time.perf_counter() - t
@@ -74,6 +76,7 @@ def worker_ours(data: Path, case: str, out: Path) -> None:
     info = {
         "time": total,
         "rw_time": d["timings_s"]["random_walker"],
+        "backend": d["backend"],
         "paths_time": d["timings_s"]["paths"],
         "iterations": d["iterations"],
         "rerun": rerun,
@@ -115,38 +118,47 @@ def main() -> int:
     ap.add_argument("--case", help=argparse.SUPPRESS)
     ap.add_argument("--inputs", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--params", default="{}", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker == "ours":
-        worker_ours(args.data, args.case, args.out)
+        worker_ours(args.data, args.case, args.out, args.params)
         return 0
     if args.worker == "skimage":
         worker_skimage(args.inputs, args.out)
         return 0
 
-    from WeakAnnotateLib.extreme_points import normalise_intensities, segment_extreme_points
+    from WeakAnnotateLib.extreme_points import ExtremePointParams, normalise_intensities, segment_extreme_points
     from WeakAnnotateLib.metrics import dice
 
     if not (args.data / "cases.json").is_file():
         print(f"data not found at {args.data}; pass --data", file=sys.stderr)
         return 2
-    print(f"cores: {os.cpu_count()}; each method in its own process; times in s, peak RSS in MB\n")
+    print(
+        f"cores: {os.cpu_count()}; load average at start {os.getloadavg()[0]:.1f}; each method in its own process; "
+        "times in s, peak RSS in MB\n"
+    )
     header = (
         f"{'case':30} {'box (k,j,i)':>15} {'unknowns':>9} | {'skimage s':>9} {'RSS MB':>7} {'Dice':>6} | "
-        f"{'ours s':>6} {'(RW s)':>6} {'RSS MB':>7} {'Dice':>6} | {'speed-up':>8} {'ΔDice':>7} | {'re-run s':>8}"
+        f"{'ours s':>6} {'(RW s)':>6} {'RSS MB':>7} {'Dice':>6} | {'speed-up':>8} {'ΔDice':>7} | "
+        f"{'default s':>9} {'Dice':>6} {'RSS MB':>7} {'re-run s':>8}"
     )
     print(header)
     print("-" * len(header))
+    backends: set[str] = set()
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
         for n, case in enumerate(CASES):
             image, ref, points = _load(args.data, case)
-            result = segment_extreme_points(image.array, image.geometry, points)
+            result = segment_extreme_points(image.array, image.geometry, points, ExtremePointParams(**SAME_PROBLEM))
             box = normalise_intensities(image.array[result.box_slices])
             inputs = tmpdir / f"in{n}.npz"
             np.savez(inputs, box=box, seeds=result.seeds)
-            ours_out, sk_out = tmpdir / f"ours{n}.npz", tmpdir / f"sk{n}.npz"
-            ours = _sub(["--worker", "ours", "--case", case, "--data", str(args.data), "--out", str(ours_out)], 600)
+            ours_out, sk_out, dflt_out = tmpdir / f"ours{n}.npz", tmpdir / f"sk{n}.npz", tmpdir / f"dflt{n}.npz"
+            worker = ["--worker", "ours", "--case", case, "--data", str(args.data)]
+            ours = _sub([*worker, "--out", str(ours_out), "--params", json.dumps(SAME_PROBLEM)], 600)
             d_ours = dice(ref, np.load(ours_out)["mask"])
+            dflt = _sub([*worker, "--out", str(dflt_out)], 600)
+            d_dflt = dice(ref, np.load(dflt_out)["mask"])
             organ = n == 2
             sk, sk_note = None, ""
             if organ and args.quick:
@@ -168,13 +180,17 @@ def main() -> int:
             box_s = "x".join(map(str, ours["box"]))
             print(
                 f"{case:30} {box_s:>15} {ours['unknowns']:9d} | {sk_cols} | {ours['time']:6.2f} "
-                f"{ours['rw_time']:6.2f} {ours['rss_mb']:7.0f} {d_ours:6.3f} | {ratio} {delta} | {ours['rerun']:8.2f}"
+                f"{ours['rw_time']:6.2f} {ours['rss_mb']:7.0f} {d_ours:6.3f} | {ratio} {delta} | "
+                f"{dflt['time']:9.2f} {d_dflt:6.3f} {dflt['rss_mb']:7.0f} {dflt['rerun']:8.2f}"
             )
+            backends.add(ours["backend"])
     print(
-        "\nDice = against the reference mask. speed-up = skimage random_walker time / our whole pipeline "
-        "(paths + seeds + solve).\nre-run = update() after one click moved 2 mm (warm start). RSS includes the "
-        "Python + numpy/scipy/skimage baseline (~300 MB)."
+        "\nDice = against the reference mask. ours = our whole pipeline (paths + seeds + solve) on the same problem as "
+        "scikit-image\n(prior_weight=0: scikit-image has no prior term); speed-up = skimage random_walker time / ours. "
+        "default = the shipped\npipeline (Grady prior γ=0.1), re-run = its update() after one click moved 2 mm (warm "
+        "start). RSS includes the\nPython + numpy/scipy/skimage baseline (~300 MB)."
     )
+    print(f"random-walker backend: {', '.join(sorted(backends))}; load average at end {os.getloadavg()[0]:.1f}")
     return 0
 
 

@@ -1,8 +1,8 @@
 """ExtremePointSeg logic on real data: solver vs scikit-image, pairing, scribbles, Dice, warm start, CLI, bad input.
 
-Dice thresholds are the measured values (docs/extreme_points.md) minus a margin of about 0.08:
-STS_001 PET measured 0.785 → asserted ≥ 0.70; BraTS pat0002 FLAIR whole tumour 0.747 → ≥ 0.65.
-Scribble-inside thresholds likewise: measured 1.00 (PET) and 0.94 / 0.93 (BraTS paths / fg seeds) → ≥ 0.95 / 0.85.
+Dice thresholds are the measured values (docs/extreme_points.md, with the Grady prior) minus a margin of about 0.08:
+STS_001 PET measured 0.888 (exact and ±3 mm) → asserted ≥ 0.80; BraTS pat0002 FLAIR whole tumour 0.897 → ≥ 0.82.
+Scribble-inside thresholds likewise: measured 1.00 (PET) and 0.95 / 0.97 (BraTS paths / fg seeds) → ≥ 0.95 / 0.85.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from WeakAnnotateLib.extreme_points import (
 )
 from WeakAnnotateLib.image_io import Image, read_image
 from WeakAnnotateLib.metrics import dice
-from WeakAnnotateLib.random_walker import random_walker
+from WeakAnnotateLib.random_walker import available_backends, random_walker
 from WeakAnnotateLib.simulate import extreme_points
 
 PET = ("ibsi_sts/STS_001/PET_image.nii.gz", "ibsi_sts/STS_001/PET_mask.nii.gz")
@@ -66,6 +66,38 @@ def test_solver_matches_scikit_image_on_real_crop(pet: tuple[Image, np.ndarray])
     assert np.abs(ours.probability - theirs).max() < 0.01
     assert np.array_equal(ours.probability > 0.5, theirs > 0.5)
     assert ours.converged
+
+
+@pytest.mark.skipif("compiled" not in available_backends(), reason="the compiled kernel is not built here")
+@pytest.mark.parametrize("prior_weight", [0.0, 0.1])
+def test_compiled_and_numpy_backends_agree(brats: tuple[Image, np.ndarray], prior_weight: float) -> None:
+    image, ref = brats
+    points, _ = extreme_points(ref, image.geometry)
+    result = segment_extreme_points(image.array, image.geometry, points)
+    box = normalise_intensities(image.array[result.box_slices])
+    prior = np.clip(box, 0.0, 1.0) if prior_weight else None  # any map in [0, 1] exercises the term
+    runs = {
+        be: random_walker(box, result.seeds, prior=prior, prior_weight=prior_weight, backend=be)
+        for be in ("numpy", "compiled")
+    }
+    assert runs["compiled"].backend == "compiled" and runs["numpy"].backend == "numpy"
+    assert np.abs(runs["compiled"].probability - runs["numpy"].probability).max() <= 1e-4
+    assert abs(runs["compiled"].iterations - runs["numpy"].iterations) <= 2
+    assert runs["compiled"].converged and runs["numpy"].converged
+
+
+def test_object_cut_by_the_field_of_view() -> None:
+    """An object that touches the array's edge (CT organs in a 30-slice scan) still gets unknowns near the edge."""
+    from WeakAnnotateLib.geometry import Geometry
+
+    k, j, i = np.mgrid[:20, :40, :40]
+    ref = ((k + 4) / 14.0) ** 2 + ((j - 20) / 12.0) ** 2 + ((i - 20) / 12.0) ** 2 <= 1.0  # cut at k = 0
+    rng = np.random.default_rng(0)
+    array = np.where(ref, 100.0, 20.0) + rng.normal(0, 5, ref.shape)
+    geometry = Geometry(np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.eye(4), ref.shape)
+    points, _ = extreme_points(ref, geometry)
+    result = segment_extreme_points(array.astype(np.float32), geometry, points)
+    assert dice(ref, result.mask) >= 0.9
 
 
 def test_solver_rejects_missing_seeds() -> None:
@@ -111,7 +143,7 @@ def test_pet_lesion(pet: tuple[Image, np.ndarray], jitter: float) -> None:
     inside = scribble_inside_fraction(result, ref)
     assert inside["fg_seeds_inside"] >= 0.95
     assert inside["bg_seeds_outside"] >= 0.95
-    assert dice(ref, result.mask) >= 0.70
+    assert dice(ref, result.mask) >= 0.80
     assert result.mask.shape == image.geometry.shape and result.mask.dtype == bool
 
 
@@ -122,7 +154,7 @@ def test_brats_whole_tumour(brats: tuple[Image, np.ndarray]) -> None:
     inside = scribble_inside_fraction(result, ref)
     assert inside["path_inside"] >= 0.85
     assert inside["fg_seeds_inside"] >= 0.85
-    assert dice(ref, result.mask) >= 0.65
+    assert dice(ref, result.mask) >= 0.82
 
 
 def test_warm_start_same_mask_fewer_iterations(brats: tuple[Image, np.ndarray]) -> None:
@@ -159,7 +191,7 @@ def test_cli_end_to_end(data_dir: Path, pet: tuple[Image, np.ndarray], tmp_path:
     written = read_image(out)
     assert written.array.dtype == np.uint8 and set(np.unique(written.array)) <= {0, 1}
     assert written.geometry.same_grid(image.geometry)
-    assert dice(ref, written.array != 0) >= 0.70
+    assert dice(ref, written.array != 0) >= 0.80
     p = read_image(prob).array
     assert p.dtype == np.float32 and np.array_equal(p > 0.5, written.array != 0)
 
@@ -266,3 +298,13 @@ def test_segment_from_nodes(runtime, pet: tuple[Image, np.ndarray]) -> None:  # 
     mask = segment_mask(seg_node, segment_id, image.geometry)
     assert np.array_equal(mask, result.mask)
     assert np.allclose(stored_points(seg_node, segment_id), points)
+
+
+def test_the_compiled_kernel_is_built() -> None:
+    # `make test` installs with gcc present, so the kernel must be there; a silent build failure would
+    # otherwise only show as a slower solver. Desktop Slicer (no build step) uses the numpy backend.
+    import os
+
+    if os.environ.get("WEAKANNOTATE_ALLOW_NO_KERNEL") == "1":
+        pytest.skip("WEAKANNOTATE_ALLOW_NO_KERNEL=1: running without the compiled kernel on purpose")
+    assert "compiled" in available_backends(), "the random-walker kernel was not built: run `pip install -e .`"

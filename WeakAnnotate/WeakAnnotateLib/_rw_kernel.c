@@ -1,0 +1,208 @@
+/* Fused random-walker kernel: edge weights and the Jacobi-preconditioned conjugate gradient on a 6-connected
+ * stencil, in float32 with double accumulators, parallel with OpenMP.
+ *
+ * Why C: the numpy solver needs ~24 array passes per CG iteration; here one iteration is three passes
+ * (stencil + dot, update + two dots, direction), which is what bounds a memory-bound solve.
+ * Called through ctypes (no Python C-API, so no Python or numpy headers are needed to build it); see
+ * random_walker.py for the layout. All arrays are C-contiguous float32 on a grid padded by one voxel on
+ * every side: the padding layer has zero weights, is never an unknown and is never written, so the stencil
+ * needs no bounds checks.
+ *
+ * Conventions (padded shape nz, ny, nx; v = (k*ny + j)*nx + i):
+ *   wz[v] = weight of the edge v -- v + ny*nx (0 where that neighbour is padding), likewise wy (v -- v + nx)
+ *   and wx (v -- v + 1);
+ *   inv_d[v] = 1 / degree on unknowns, 0 on seeds and padding (it doubles as the unknowns' mask);
+ *   x, p are 0 on seeds (x0 is masked by the caller), so A p at an unknown is sum_n w_n (p_v - p_n).
+ *
+ * Build: setuptools Extension "WeakAnnotateLib._rw_kernel" (-O3 -fopenmp); it exports plain C symbols.
+ */
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(_WIN32)
+#define EXPORT __declspec(dllexport)
+#else
+#define EXPORT __attribute__((visibility("default")))
+#endif
+
+/* Not a Python module: it is loaded with ctypes, never imported. The PyInit symbol only satisfies linkers
+ * that insist on exporting it (MSVC); importing the file raises an error instead of loading it. */
+EXPORT void *PyInit__rw_kernel(void) { return NULL; }
+
+EXPORT int rw_kernel_version(void) { return 1; }
+
+/* Below this many voxels a parallel region costs more than it saves (a PET lesion's box: ~10k voxels). */
+#define PAR_MIN 65536
+
+EXPORT int rw_kernel_threads(void) {
+#ifdef _OPENMP
+    int n = 1;
+#pragma omp parallel
+    {
+#pragma omp single
+        n = omp_get_num_threads();
+    }
+    return n;
+#else
+    return 1;
+#endif
+}
+
+/* Edge weights exp(scale_axis * (I_v - I_n)^2) + eps from an unpadded image (mz, my, mx) into padded
+ * weight arrays (mz+2, my+2, mx+2) that the caller zeroed. scale_axis = -beta / (10 std spacing_axis^2). */
+EXPORT void rw_edge_weights(int64_t mz, int64_t my, int64_t mx, const float *image, float scale_z, float scale_y,
+                            float scale_x, float eps, float *wz, float *wy, float *wx) {
+    const int64_t py = my + 2, px = mx + 2;
+#pragma omp parallel for schedule(static) if (mz * my * mx > PAR_MIN)
+    for (int64_t k = 0; k < mz; k++) {
+        for (int64_t j = 0; j < my; j++) {
+            const float *row = image + (k * my + j) * mx;
+            const int64_t v0 = ((k + 1) * py + (j + 1)) * px + 1;
+            if (k + 1 < mz) {
+                const float *nrow = row + my * mx;
+                for (int64_t i = 0; i < mx; i++) {
+                    float d = nrow[i] - row[i];
+                    wz[v0 + i] = expf(scale_z * d * d) + eps;
+                }
+            }
+            if (j + 1 < my) {
+                const float *nrow = row + mx;
+                for (int64_t i = 0; i < mx; i++) {
+                    float d = nrow[i] - row[i];
+                    wy[v0 + i] = expf(scale_y * d * d) + eps;
+                }
+            }
+            for (int64_t i = 0; i + 1 < mx; i++) {
+                float d = row[i + 1] - row[i];
+                wx[v0 + i] = expf(scale_x * d * d) + eps;
+            }
+        }
+    }
+}
+
+/* inv_d = 1/(degree + gamma) on unknowns (0 elsewhere) and b = sum of weights to foreground seeds on unknowns.
+ * label (padded shape, uint8): 0 unknown, 1 foreground seed, 2 background seed; padding must be 2. */
+EXPORT void rw_setup(int64_t nz, int64_t ny, int64_t nx, const float *wz, const float *wy, const float *wx,
+                     const uint8_t *label, float gamma, float *inv_d, float *b) {
+    const int64_t sz = ny * nx, sy = nx;
+#pragma omp parallel for schedule(static) if (nz * ny * nx > PAR_MIN)
+    for (int64_t k = 1; k < nz - 1; k++) {
+        for (int64_t j = 1; j < ny - 1; j++) {
+            const int64_t v0 = (k * ny + j) * nx;
+            for (int64_t i = 1; i < nx - 1; i++) {
+                const int64_t v = v0 + i;
+                if (label[v] != 0) {
+                    inv_d[v] = 0.0f;
+                    b[v] = 0.0f;
+                    continue;
+                }
+                const float w[6] = {wz[v], wz[v - sz], wy[v], wy[v - sy], wx[v], wx[v - 1]};
+                const int64_t n[6] = {v + sz, v - sz, v + sy, v - sy, v + 1, v - 1};
+                float deg = 0.0f, rhs = 0.0f;
+                for (int q = 0; q < 6; q++) {
+                    deg += w[q];
+                    if (label[n[q]] == 1) rhs += w[q];
+                }
+                inv_d[v] = deg + gamma > 0.0f ? 1.0f / (deg + gamma) : 0.0f;
+                b[v] = rhs;
+            }
+        }
+    }
+}
+
+/* out = A p on the interior (garbage-free on unknowns; on seeds it is not used, see rw_cg). Returns p . out. */
+static double apply_dot(int64_t nz, int64_t ny, int64_t nx, const float *wz, const float *wy, const float *wx,
+                        float gamma, const float *p, float *out) {
+    const int64_t sz = ny * nx, sy = nx;
+    double dot = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : dot) if (nz * ny * nx > PAR_MIN)
+    for (int64_t k = 1; k < nz - 1; k++) {
+        for (int64_t j = 1; j < ny - 1; j++) {
+            const int64_t v0 = (k * ny + j) * nx;
+            float acc = 0.0f;
+            /* A contiguous row: vectorised (the simd reduction allows reordering the float sum). */
+#pragma omp simd reduction(+ : acc)
+            for (int64_t i = 1; i < nx - 1; i++) {
+                const int64_t v = v0 + i;
+                const float pv = p[v];
+                float a = wz[v] * (pv - p[v + sz]) + wz[v - sz] * (pv - p[v - sz]) + wy[v] * (pv - p[v + sy]) +
+                          wy[v - sy] * (pv - p[v - sy]) + wx[v] * (pv - p[v + 1]) + wx[v - 1] * (pv - p[v - 1]);
+                a += gamma * pv;
+                out[v] = a;
+                acc += pv * a;
+            }
+            dot += (double)acc;
+        }
+    }
+    return dot;
+}
+
+/* Preconditioned CG for A x = b on the unknowns (inv_d > 0); A = L_uu + gamma I (gamma = 0: the plain random
+ * walker; gamma > 0: Grady's prior model, whose data term the caller has added to b). Stops when
+ * ||r|| <= tol ||b||.
+ * x holds the start (0 on seeds) and receives the solution; r, p, ap are scratch of the padded size.
+ * Returns the number of iterations; *res_out = final ||r||, *b_norm_out = ||b||. */
+EXPORT int rw_cg(int64_t nz, int64_t ny, int64_t nx, const float *wz, const float *wy, const float *wx,
+                 float gamma, const float *inv_d, const float *b, float *x, float *r, float *p, float *ap,
+                 double tol, int max_iter, double *res_out, double *b_norm_out) {
+    const int64_t n = nz * ny * nx;
+    double bb = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : bb) if (n > PAR_MIN)
+    for (int64_t v = 0; v < n; v++) bb += (double)b[v] * (double)b[v];
+    const double b_norm = sqrt(bb);
+    *b_norm_out = b_norm;
+    if (b_norm == 0.0) {
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+        for (int64_t v = 0; v < n; v++) x[v] = 0.0f;
+        *res_out = 0.0;
+        return 0;
+    }
+    const double threshold = tol * b_norm;
+
+    /* r = b - A x (masked to the unknowns), p = z = M^-1 r. */
+    apply_dot(nz, ny, nx, wz, wy, wx, gamma, x, ap);
+    double rz = 0.0, rr = 0.0;
+#pragma omp parallel for simd schedule(static) reduction(+ : rz, rr) if (n > PAR_MIN)
+    for (int64_t v = 0; v < n; v++) {
+        const float m = inv_d[v];
+        const float rv = m > 0.0f ? b[v] - ap[v] : 0.0f;
+        const float zv = rv * m;
+        r[v] = rv;
+        p[v] = zv;
+        rz += (double)rv * zv;
+        rr += (double)rv * rv;
+    }
+    double res = sqrt(rr);
+    int it = 0;
+    while (res > threshold && it < max_iter) {
+        const double pap = apply_dot(nz, ny, nx, wz, wy, wx, gamma, p, ap);
+        if (!(pap > 0.0)) break;
+        const float alpha = (float)(rz / pap);
+        double rz_new = 0.0;
+        rr = 0.0;
+        /* x += alpha p; r -= alpha A p; (z = r / d folded into the dots). On seeds p = 0 and inv_d = 0, so
+         * whatever A p holds there never reaches x, z or the residual (r is masked with inv_d > 0). */
+#pragma omp parallel for simd schedule(static) reduction(+ : rz_new, rr) if (n > PAR_MIN)
+        for (int64_t v = 0; v < n; v++) {
+            const float m = inv_d[v];
+            x[v] += alpha * p[v];
+            const float rv = m > 0.0f ? r[v] - alpha * ap[v] : 0.0f;
+            r[v] = rv;
+            rz_new += (double)(rv * rv) * m;
+            rr += (double)rv * rv;
+        }
+        it++;
+        res = sqrt(rr);
+        if (res <= threshold) break;
+        const float beta = (float)(rz_new / rz);
+        rz = rz_new;
+#pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+        for (int64_t v = 0; v < n; v++) p[v] = r[v] * inv_d[v] + beta * p[v];
+    }
+    *res_out = res;
+    return it;
+}
