@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch is pinned to the local CPU build in pyproject.toml; an unpinned torch would pull GBs of CUDA.
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	# The browser tests drive Debian's chromium (never `playwright install`); EGL/Mesa render the views offscreen.
+	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium libegl1 libgl1-mesa-dri)
 	touch $(STAMP)
 
 demo: setup

@@ -1,0 +1,68 @@
+"""``weakannotate serve``: the browser app (trame-slicer) on this machine, over the same logic layer.
+
+The web face lives in the separate ``WeakAnnotateWeb`` package and is imported only inside :func:`run`, so
+the logic layer and every other command never import trame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+from pathlib import Path
+
+from ..errors import InputError
+
+NAME = "serve"
+HELP = "Serve the annotation web app (slice views, extreme points, save) on 127.0.0.1."
+
+LOOPBACK_NAMES = {"localhost"}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", help="dataset folder with a cases.json catalogue (default: ../shared/data if present)")
+    p.add_argument(
+        "--work",
+        default="weakannotate-work",
+        help="the only folder the page writes annotations to, one sub-folder per case (default ./weakannotate-work)",
+    )
+    p.add_argument("--case", help="open this catalogue case at start")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1, this machine only); any other address is reachable by "
+        "others on the network and prints a warning",
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:
+        raise InputError(f"--port must be 0..65535, got {args.port}.")
+    if args.data is not None and not (Path(args.data) / "cases.json").is_file():
+        raise InputError(f"--data {args.data}: no cases.json catalogue in that folder.")
+    if not is_loopback(args.host):
+        print(
+            f"weakannotate serve: WARNING: listening on {args.host}: anyone who can reach this address can view "
+            f"the images and write annotations into {args.work}. There is no login; use 127.0.0.1 and an SSH "
+            "tunnel unless this network is trusted.",
+            file=sys.stderr,
+        )
+    # trame parses sys.argv by default; our options are not its options.
+    os.environ["TRAME_ARGS"] = ""
+    from WeakAnnotateWeb.app import create_app  # the web face, imported only here
+
+    app = create_app(args.data, args.work, case_id=args.case)
+    print(f"weakannotate serve: http://{args.host}:{args.port}/ (work folder {app.workspace.root})", flush=True)
+    app.server.start(host=args.host, port=args.port, open_browser=False, timeout=0, show_connection_info=True)
+    return 0

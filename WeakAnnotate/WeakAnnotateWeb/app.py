@@ -1,0 +1,489 @@
+"""The trame-slicer web app: case picker, three slice views, window/level presets, the extreme-points mode.
+
+Only a face: it gathers input (the case, clicks in the slice views, button presses), calls ``WeakAnnotateLib``
+(``image_io``, ``mrml_adapter``, ``extreme_points.segment_from_nodes``, ``segmentation_io``) and shows the
+result. Errors from the logic are :class:`~WeakAnnotateLib.errors.InputError`; their message is shown in the
+page as is.
+
+Threading: trame runs one asyncio event loop, and VTK/MRML calls hold the GIL. Loading a case and the
+extreme-points segmentation run in that loop; they take ~0.1-0.6 s on the cropped catalogue cases on 2 cores
+(the random walker is the compiled kernel), so the page freezes for that long and no longer. A busy flag is
+sent to the page first so it shows a progress bar. A larger volume would need the computation moved to a
+worker process (see docs/web_app.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from slicer import vtkMRMLMarkupsNode, vtkMRMLSliceNode
+from trame.ui.vuetify3 import SinglePageWithDrawerLayout
+from trame.widgets import html
+from trame.widgets import vuetify3 as v3
+from trame_server import Server
+from trame_slicer import module as trame_slicer_module
+from trame_slicer.core import LayoutManager, SlicerApp
+from trame_slicer.rca_view import register_rca_factories
+from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
+from vtkmodules.vtkCommonCore import vtkCommand, vtkObject
+from WeakAnnotateLib.cases import Case
+from WeakAnnotateLib.colors import segment_color
+from WeakAnnotateLib.errors import InputError
+from WeakAnnotateLib.extreme_points import segment_from_nodes
+from WeakAnnotateLib.image_io import read_image
+from WeakAnnotateLib.markups_io import check_point_count
+from WeakAnnotateLib.mrml_adapter import add_segmentation_node, add_volume_node, remove_node, write_node_file
+from WeakAnnotateLib.segmentation_io import write_segmentation
+from WeakAnnotateLib.slicer_runtime import SlicerRuntime
+
+from .presets import PRESETS, default_preset, preset
+from .workspace import Workspace, safe_name
+
+log = logging.getLogger(__name__)
+
+LAYOUT_ID = "axial-coronal-sagittal"
+EXTREME_POINTS = 6
+NO_DATA_MESSAGE = (
+    "No dataset: start the server with `weakannotate serve --data DIR`, where DIR holds a cases.json "
+    "catalogue (e.g. ../shared/data), or set WEAKANNOTATE_DATA."
+)
+
+
+def _slice_layout() -> Layout:
+    """Axial, coronal and sagittal side by side; no 3D view (volume rendering costs 10+ s a click on CPU)."""
+    return Layout(
+        LayoutDirection.Horizontal,
+        [ViewLayoutDefinition.axial_view(), ViewLayoutDefinition.coronal_view(), ViewLayoutDefinition.sagittal_view()],
+    )
+
+
+def _slice_gutter(server: Server, view_id: str, view: Any) -> None:
+    """trame-slicer's slice gutter (reset button, slice slider) without its "show in 3D" button: no 3D view here."""
+    from trame_slicer.app.logic.slice_view_logic import connect_slice_view_slider_to_state
+    from trame_slicer.app.ui.slider import Slider
+    from trame_slicer.app.ui.view_gutter import create_vertical_view_gutter_ui
+
+    create_vertical_view_gutter_ui(server, view_id, view)
+    with html.Div(style="position: absolute; bottom: 0; left: 0; width: 100%; background-color: transparent;"):
+        Slider(
+            classes="slice-slider",
+            typed_state=connect_slice_view_slider_to_state(server, view),
+            theme="dark",
+            dense=True,
+        )
+
+
+class WeakAnnotateWebApp:
+    """One browser session's scene: a case, its volume, the extreme points and the segmentation."""
+
+    def __init__(
+        self,
+        server: Server,
+        cases: list[Case],
+        workspace: Workspace,
+        *,
+        data_message: str = "",
+    ) -> None:
+        self.server = server
+        self.server.client_type = "vue3"
+        self.server.enable_module(trame_slicer_module)
+        self.cases = {c.id: c for c in cases}
+        self.workspace = workspace
+        vtkObject.GlobalWarningDisplayOff()  # the logic reports bad input itself, as one clear message
+
+        self.slicer = SlicerApp()
+        self.rt = SlicerRuntime(
+            scene=self.slicer.scene,
+            app_logic=self.slicer.app_logic,
+            volumes_logic=self.slicer.volumes_logic,
+            markups_logic=self.slicer.markups_logic._logic,
+            segmentations_logic=self.slicer.segmentations_logic,
+            terminologies_logic=self.slicer.terminologies_logic,
+            headless=True,
+        )
+        register_rca_factories(
+            self.slicer.view_manager, self.server, slice_view_ui_f=_slice_gutter, target_fps=20.0, blur_fps=5.0
+        )
+        self.layout_manager = LayoutManager(self.slicer.scene, self.slicer.view_manager, self.server)
+        self.layout_manager.register_layout(LAYOUT_ID, _slice_layout())
+        self.layout_manager.set_layout(LAYOUT_ID)
+
+        self.case: Case | None = None
+        self.volume_node: Any = None
+        self.points_node: Any = None
+        self.segmentation_node: Any = None
+        self._observed: list[tuple[Any, int]] = []
+
+        s = self.state
+        s.trame__title = "WeakAnnotate"
+        s.case_ids = sorted(self.cases)
+        s.case_id = None
+        s.data_message = data_message if not self.cases else ""
+        s.wl_presets = [p.name for p in PRESETS]
+        s.wl_preset = PRESETS[0].name
+        s.n_points = 0
+        s.placing = False
+        s.busy = False
+        s.status = "Pick a case." if self.cases else ""
+        s.error = ""
+        s.save_name = "extreme_points"
+        s.segment_name = ""
+        s.work_folder = str(workspace.root)
+        s.view_geometry = {}
+        s.change("case_id")(self._on_case_id)
+        s.change("wl_preset")(self._on_wl_preset)
+        self._observe_slice_nodes()
+        self._build_ui()
+
+    @property
+    def state(self) -> Any:
+        return self.server.state
+
+    # --- page -----------------------------------------------------------------------------------------
+
+    def _build_ui(self) -> None:
+        with SinglePageWithDrawerLayout(self.server, theme="dark") as layout:
+            layout.title.set_text("WeakAnnotate")
+            layout.root.theme = "dark"
+            with layout.toolbar:
+                v3.VSpacer()
+                html.Span("{{ case_id || '' }}", classes="text-caption mr-4", id="current-case")
+                v3.VProgressLinear(
+                    indeterminate=True, absolute=True, location="bottom", v_show=("busy || trame__busy",), color="amber"
+                )
+            with layout.drawer as drawer:
+                drawer.width = 330
+                with v3.VContainer(classes="pa-3"):
+                    v3.VAlert(
+                        "{{ data_message }}", v_if=("data_message",), type="info", id="no-data", density="compact"
+                    )
+                    v3.VAutocomplete(
+                        label="Case",
+                        v_model=("case_id",),
+                        items=("case_ids",),
+                        density="compact",
+                        id="case-picker",
+                        disabled=("busy",),
+                        v_if=("case_ids.length",),
+                    )
+                    v3.VSelect(
+                        label="Window / level",
+                        v_model=("wl_preset",),
+                        items=("wl_presets",),
+                        density="compact",
+                        id="wl-preset",
+                        disabled=("!case_id",),
+                    )
+                    v3.VDivider(classes="my-2")
+                    html.Div("Extreme points", classes="text-subtitle-1")
+                    html.Div(
+                        "Click the object's six ends (left/right, front/back, top/bottom) in the slice views.",
+                        classes="text-caption mb-2",
+                    )
+                    with html.Div(classes="d-flex flex-wrap ga-2"):
+                        v3.VBtn(
+                            "{{ placing ? 'Stop placing' : 'Place points' }}",
+                            click=self.toggle_placing,
+                            id="place-points",
+                            disabled=("!case_id || busy",),
+                            color=("placing ? 'amber' : undefined",),
+                            size="small",
+                        )
+                        v3.VBtn(
+                            "Undo point",
+                            click=self.undo_point,
+                            id="undo-point",
+                            disabled=("!n_points || busy",),
+                            size="small",
+                        )
+                        v3.VBtn(
+                            "Clear",
+                            click=self.clear_points,
+                            id="clear-points",
+                            disabled=("!n_points || busy",),
+                            size="small",
+                        )
+                    html.Div("{{ n_points }} / 6 points", classes="text-body-2 my-2", id="point-count")
+                    v3.VBtn(
+                        "Segment",
+                        click=self.segment,
+                        id="segment",
+                        color="primary",
+                        block=True,
+                        disabled=("!case_id || busy",),
+                    )
+                    v3.VDivider(classes="my-3")
+                    v3.VTextField(label="Annotation name", v_model=("save_name",), density="compact", id="save-name")
+                    v3.VBtn("Save", click=self.save, id="save", block=True, disabled=("!case_id || busy",))
+                    html.Div("into {{ work_folder }}", classes="text-caption mt-1")
+                    v3.VDivider(classes="my-3")
+                    v3.VAlert("{{ error }}", v_if=("error",), type="error", density="compact", id="error")
+                    html.Div("{{ status }}", classes="text-body-2 mt-2", id="status")
+            with layout.content, v3.VContainer(fluid=True, classes="fill-height pa-0"):
+                with html.Div(style="width: 100%; height: 100%;", id="views"):
+                    self.layout_manager.initialize_layout_grid(layout)
+        self.ui = layout
+
+    def _report(self, status: str = "", error: str = "") -> None:
+        with self.state:
+            self.state.status = status
+            self.state.error = error
+
+    async def _show_busy(self, status: str) -> None:
+        """Tell the page we are busy before a blocking step, so it shows a progress bar rather than freezing."""
+        with self.state:
+            self.state.busy = True
+            self.state.status = status
+            self.state.error = ""
+        await asyncio.sleep(0.05)
+
+    # --- views ----------------------------------------------------------------------------------------
+
+    def _slice_views(self) -> list[Any]:
+        return self.slicer.view_manager.get_slice_views()
+
+    def _observe_slice_nodes(self) -> None:
+        """Publish each slice view's XY→RAS and size: the page shows the slice offset; tests map RAS to clicks."""
+        for view in self._slice_views():
+            node = view.get_view_node()
+            node.AddObserver(vtkCommand.ModifiedEvent, lambda *_: self._publish_view_geometry())
+        self._publish_view_geometry()
+
+    def _publish_view_geometry(self) -> None:
+        geometry = {}
+        for view in self._slice_views():
+            node: vtkMRMLSliceNode = view.get_view_node()
+            m = node.GetXYToRAS()
+            geometry[view.get_singleton_tag()] = {
+                "xy_to_ras": [m.GetElement(r, c) for r in range(4) for c in range(4)],
+                "size": list(view.render_window().GetSize()),
+                "dimensions": list(node.GetDimensions()),
+                "offset": view.get_slice_value(),
+                "orientation": node.GetOrientation(),
+            }
+        with self.state:
+            self.state.view_geometry = geometry
+
+    def _show_volume(self) -> None:
+        for view in self._slice_views():
+            view.set_background_volume_id(self.volume_node.GetID())
+            view.set_foreground_volume_id(None)
+            view.fit_view_to_content()
+            view.schedule_render()
+
+    def _on_wl_preset(self, wl_preset: str, **_: Any) -> None:
+        if self.volume_node is None:
+            return
+        display = self.volume_node.GetDisplayNode()
+        chosen = preset(wl_preset)
+        if chosen.window is None:
+            display.AutoWindowLevelOn()
+        else:
+            display.AutoWindowLevelOff()
+            display.SetWindowLevel(chosen.window, chosen.level)
+
+    # --- case -----------------------------------------------------------------------------------------
+
+    def _remove_case_nodes(self) -> None:
+        for node, tag in self._observed:
+            node.RemoveObserver(tag)
+        self._observed = []
+        for node in (self.points_node, self.segmentation_node, self.volume_node):
+            remove_node(self.slicer.scene, node)
+        self.points_node = self.segmentation_node = self.volume_node = None
+        self.case = None
+
+    async def _on_case_id(self, case_id: str | None, **_: Any) -> None:
+        if not case_id or (self.case is not None and self.case.id == case_id):
+            return
+        case = self.cases.get(case_id)
+        if case is None:  # the page can only name catalogue cases; anything else is refused
+            self._report(error=f"No case {case_id!r} in the catalogue.")
+            self._restore_case_id()
+            return
+        await self._show_busy(f"Loading {case.id}…")
+        try:
+            self.open_case(case)
+        except InputError as e:
+            self._report(error=str(e))
+            self._restore_case_id()
+        finally:
+            with self.state:
+                self.state.busy = False
+
+    def _restore_case_id(self) -> None:
+        """Show the case that is actually open again after a refused or failed switch."""
+        with self.state:
+            self.state.case_id = self.case.id if self.case is not None else None
+
+    def open_case(self, case: Case) -> None:
+        """Replace the scene's case: volume, an empty extreme-points list, an empty segmentation."""
+        self.disable_placing()
+        image = read_image(case.image)  # InputError before the scene is touched
+        self._remove_case_nodes()
+        self.volume_node = add_volume_node(self.rt, image, case.id)
+        self.segmentation_node = add_segmentation_node(self.rt, f"{case.id} segmentation", self.volume_node)
+        self.segmentation_node.GetDisplayNode().SetOpacity2DFill(0.35)  # the image stays readable under it
+        self.points_node = self.slicer.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "extreme points")
+        self.points_node.CreateDefaultDisplayNodes()
+        self.points_node.SetMarkupLabelFormat("P%d")
+        for event in (
+            vtkMRMLMarkupsNode.PointPositionDefinedEvent,
+            vtkMRMLMarkupsNode.PointRemovedEvent,
+            vtkMRMLMarkupsNode.PointEndInteractionEvent,
+        ):
+            self._observed.append((self.points_node, self.points_node.AddObserver(event, self._on_points_changed)))
+        self.case = case
+        labels = list(case.labels.values())
+        name = labels[0] if len(labels) == 1 else "object"
+        with self.state:
+            self.state.case_id = case.id
+            self.state.segment_name = name
+            self.state.n_points = 0
+            self.state.wl_preset = default_preset(case.modality)
+            self.state.status = f"Opened {case.id} ({case.modality}). Press 'Place points' and click six ends."
+            self.state.error = ""
+        self._on_wl_preset(self.state.wl_preset)
+        self._show_volume()
+        self._publish_view_geometry()
+
+    # --- extreme points -------------------------------------------------------------------------------
+
+    def _on_points_changed(self, *_: Any) -> None:
+        n = self._defined_points()
+        error = ""
+        if n > EXTREME_POINTS:
+            try:
+                check_point_count(n, count=EXTREME_POINTS, what="extreme points")
+            except InputError as e:
+                error = f"{e} Press 'Undo point' to remove the last one."
+        with self.state:
+            self.state.n_points = n
+            self.state.error = error
+            if not error and n:
+                self.state.status = f"{n} / {EXTREME_POINTS} points placed." + (
+                    " Press Segment." if n == EXTREME_POINTS else ""
+                )
+
+    def _defined_points(self) -> int:
+        node = self.points_node
+        if node is None:
+            return 0
+        return sum(
+            node.GetNthControlPointPositionStatus(i) == node.PositionDefined
+            for i in range(node.GetNumberOfControlPoints())
+        )
+
+    def toggle_placing(self) -> None:
+        if self.points_node is None:
+            return
+        if self.state.placing:
+            self.disable_placing()
+            self._report(status="Placing stopped: drag a point to move it, then press Segment again.")
+            return
+        self.slicer.markups_logic.place_node(self.points_node, persistent=True)
+        with self.state:
+            self.state.placing = True
+            self.state.status = "Click in a slice view to place a point."
+
+    def disable_placing(self) -> None:
+        if self.state.placing:
+            self.slicer.markups_logic.disable_place_mode()
+        with self.state:
+            self.state.placing = False
+
+    def undo_point(self) -> None:
+        node = self.points_node
+        if node is None or node.GetNumberOfControlPoints() == 0:
+            return
+        node.RemoveNthControlPoint(node.GetNumberOfControlPoints() - 1)
+        self._on_points_changed()
+
+    def clear_points(self) -> None:
+        if self.points_node is not None:
+            self.points_node.RemoveAllControlPoints()
+            self._on_points_changed()
+
+    async def segment(self) -> None:
+        """Run the ExtremePointSeg pseudo-label on the six points; the segment appears in the views."""
+        if self.case is None:
+            return
+        await self._show_busy("Segmenting…")
+        try:
+            t0 = time.perf_counter()
+            name = self.state.segment_name or "object"
+            _, result = segment_from_nodes(
+                self.rt, self.volume_node, self.points_node, self.segmentation_node, name, segment_color(name)
+            )
+            dt = time.perf_counter() - t0
+            voxels = int(result.mask.sum())
+            self._report(status=f"Segment '{name}': {voxels} voxels in {dt:.2f} s.")
+            for view in self._slice_views():
+                view.schedule_render()
+        except InputError as e:
+            self._report(error=str(e))
+        finally:
+            with self.state:
+                self.state.busy = False
+
+    # --- save -----------------------------------------------------------------------------------------
+
+    async def save(self) -> None:
+        """Write ``<name>.mrk.json`` and ``<name>.seg.nrrd`` into the case's folder inside the work folder."""
+        if self.case is None:
+            return
+        await self._show_busy("Saving…")
+        try:
+            written = self.save_annotations(self.state.save_name)
+            self._report(status="Saved " + ", ".join(self.workspace.relative(p) for p in written) + ".")
+        except InputError as e:
+            self._report(error=str(e))
+        finally:
+            with self.state:
+                self.state.busy = False
+
+    def save_annotations(self, name: str) -> list[Path]:
+        """Both files or neither: the segmentation first, the points second; a failure removes what was written."""
+        name = safe_name(name, "annotation name")
+        if self._defined_points() == 0:
+            raise InputError("Nothing to save: place the extreme points first.")
+        points_path = self.workspace.path(self.case.id, name, ".mrk.json")
+        seg_path = self.workspace.path(self.case.id, name, ".seg.nrrd")
+        self.workspace.case_folder(self.case.id, create=True)
+        written: list[Path] = []
+        try:
+            if self.segmentation_node.GetSegmentation().GetNumberOfSegments():
+                written.append(write_segmentation(seg_path, self.segmentation_node))
+            written.append(write_node_file(self.points_node, points_path))
+        except BaseException:
+            for p in written:
+                p.unlink(missing_ok=True)
+            raise
+        return written
+
+
+def create_app(
+    data_dir: str | Path | None, work_dir: str | Path, *, case_id: str | None = None, server: Server | None = None
+) -> WeakAnnotateWebApp:
+    """Build the app for a dataset folder; without a catalogue the page says how to point it at data."""
+    from trame.app import get_server
+    from WeakAnnotateLib.cases import load_cases
+
+    try:
+        cases, message = load_cases(data_dir), ""
+    except InputError as e:
+        if data_dir is not None:
+            raise
+        cases, message = [], f"{NO_DATA_MESSAGE} ({e})"
+    app = WeakAnnotateWebApp(server or get_server("weakannotate"), cases, Workspace(work_dir), data_message=message)
+    if case_id is not None:
+        if case_id not in app.cases:
+            from WeakAnnotateLib.cases import find_case
+
+            find_case(case_id, data_dir)  # raises the catalogue's own message, with suggestions
+        app.open_case(app.cases[case_id])
+    return app
