@@ -1,6 +1,7 @@
+import qt
 import slicer
 import vtk
-from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -33,7 +34,9 @@ class WeakAnnotate(ScriptedLoadableModule):
 The hub of the WeakAnnotate extension: turn cheap annotations (six extreme points, a 3D box, a few surface
 points, boxes around PET lesions) into 3D segmentations and trained networks. The annotation modules are
 Extreme Point Segmentation, Box Correction and Surface Template; this module evaluates a segmentation against a
-reference (Dice, IoU, 95th-percentile Hausdorff distance and average surface distance, in mm).
+reference (Dice, IoU, 95th-percentile Hausdorff distance and average surface distance, in mm), and trains networks
+from a dataset folder in a background process (start, watch loss and validation Dice, cancel, resume), lists the
+trained models with their metrics and applies one to the current volume as a segment.
 """
         self.parent.acknowledgementText = """
 WeakAnnotate implements weakly supervised segmentation from extreme points (paper:
@@ -55,11 +58,25 @@ class WeakAnnotateParameterNode:
     inputVolume - The volume whose grid the segmentations are compared on.
     referenceSegmentation - The reference segmentation (its first segment is used).
     predictionSegmentation - The segmentation to evaluate (its first segment is used).
+    datasetFolder - The dataset folder (dataset.json) that training uses; jobs go to its jobs/ subfolder.
+    trainingMethod, epochs, learningRate, patchSize, batchSize, rounds, randomWalkerRounds, device - The job's
+        hyper-parameters: kept in the scene so that they are visible and persist (written into every job spec).
+    applyPoints - Six clicks that give the crop (and the points channel) when a model is applied.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
     referenceSegmentation: vtkMRMLSegmentationNode
     predictionSegmentation: vtkMRMLSegmentationNode
+    datasetFolder: str = ""
+    trainingMethod: str = "extreme_point_network"
+    epochs: int = 10
+    learningRate: float = 0.001
+    patchSize: int = 32
+    batchSize: int = 2
+    rounds: int = 3
+    randomWalkerRounds: bool = True
+    device: str = "auto"
+    applyPoints: vtkMRMLMarkupsFiducialNode
 
 
 #
@@ -78,6 +95,10 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._job = None  # TrainingJob of the last started job
+        self._jobEpochs = 1
+        self._shownDataset = None
+        self._timer = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -94,11 +115,27 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
         self.ui.evaluateButton.connect("clicked(bool)", self.onEvaluateButton)
+        self.ui.browseDatasetButton.connect("clicked(bool)", self.onBrowseDataset)
+        self.ui.pseudoLabelButton.connect("clicked(bool)", self.onPseudoLabel)
+        self.ui.startTrainingButton.connect("clicked(bool)", self.onStartTraining)
+        self.ui.cancelTrainingButton.connect("clicked(bool)", self.onCancelTraining)
+        self.ui.resumeTrainingButton.connect("clicked(bool)", self.onResumeTraining)
+        self.ui.applyModelButton.connect("clicked(bool)", self.onApplyModel)
+        self.ui.modelsTable.connect("itemSelectionChanged()", self._checkCanApply)
+        self.ui.trainingLogText.setVisible(False)
+
+        # Everything slow runs elsewhere (worker process, pseudo-label process, prediction thread); this timer
+        # only reads what they reported, so the GUI never waits for them.
+        self._timer = qt.QTimer()
+        self._timer.setInterval(500)
+        self._timer.connect("timeout()", self.onPoll)
 
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
+        if self._timer:
+            self._timer.stop()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -142,6 +179,19 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         p = self._parameterNode
+        if p and p.datasetFolder != self._shownDataset:
+            self._shownDataset = p.datasetFolder
+            self.refreshDataset()
+        running = bool(self._job and self._job.running)
+        self.ui.startTrainingButton.enabled = bool(p and p.datasetFolder) and not running
+        self.ui.cancelTrainingButton.enabled = running
+        self.ui.resumeTrainingButton.enabled = bool(
+            self._job and not running and self._job.state in ("cancelled", "failed") and self.logic.canResume(self._job)
+        )
+        self.ui.randomWalkerCheckBox.enabled = self.ui.roundsSpinBox.enabled = bool(
+            p and p.trainingMethod == "extreme_point_network"
+        )
+        self.ui.applyModelButton.enabled = bool(p and p.inputVolume and self._selectedModel())
         if p and p.inputVolume and p.referenceSegmentation and p.predictionSegmentation:
             self.ui.evaluateButton.toolTip = "Compare the prediction's first segment with the reference's."
             self.ui.evaluateButton.enabled = True
@@ -166,6 +216,180 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.resultsLabel.text = self.logic.resultsTable(results)
             self.ui.statusLabel.text = "Evaluated."
 
+    # --- dataset ---------------------------------------------------------------------------------------
+
+    def onBrowseDataset(self) -> None:
+        folder = qt.QFileDialog.getExistingDirectory(
+            slicer.util.mainWindow(), "Dataset folder", self._parameterNode.datasetFolder or ""
+        )
+        if folder:
+            self._parameterNode.datasetFolder = folder
+
+    def refreshDataset(self) -> None:
+        """Fill the cases and models tables from the dataset folder (cheap: reads dataset.json and model.json)."""
+        from WeakAnnotateLib.errors import InputError
+
+        folder = self._parameterNode.datasetFolder if self._parameterNode else ""
+        cases, models = [], []
+        if folder:
+            try:
+                cases = self.logic.caseRows(folder)
+                models = self.logic.modelRows(folder)
+            except InputError as error:
+                self.ui.trainingStatusLabel.text = str(error)
+        self._fillTable(
+            self.ui.casesTable,
+            ["Case", "State", "Clicks", "Seconds"],
+            [[c["id"], c["state"], str(c["clicks"]), f"{c['seconds']:.0f}"] for c in cases],
+        )
+        self._models = models
+        self._fillTable(
+            self.ui.modelsTable,
+            ["Model", "Method", "Val. Dice", "Epochs", "Created"],
+            [[m["name"], m["method"], m["dice"], str(m["epochs"]), m["created"]] for m in models],
+        )
+
+    @staticmethod
+    def _fillTable(table, headers, rows) -> None:
+        table.clear()
+        table.setColumnCount(len(headers))
+        table.setHorizontalHeaderLabels(headers)
+        table.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            for c, text in enumerate(row):
+                table.setItem(r, c, qt.QTableWidgetItem(text))
+        table.resizeColumnsToContents()
+
+    def _selectedModel(self):
+        rows = {index.row() for index in self.ui.modelsTable.selectedIndexes()}
+        models = getattr(self, "_models", [])
+        if len(rows) == 1 and min(rows) < len(models):
+            return models[min(rows)]["path"]
+        return None
+
+    def onPseudoLabel(self) -> None:
+        from WeakAnnotateLib.errors import InputError
+
+        try:
+            self.logic.startPseudoLabelling(self._parameterNode.datasetFolder)
+        except InputError as error:
+            self.ui.trainingStatusLabel.text = str(error)
+            return
+        self.ui.pseudoLabelButton.enabled = False
+        self.ui.trainingStatusLabel.text = "Pseudo-labelling the dataset in the background…"
+        self._timer.start()
+
+    # --- training --------------------------------------------------------------------------------------
+
+    def onStartTraining(self) -> None:
+        from WeakAnnotateLib.errors import InputError
+
+        self.ui.trainingLogText.setVisible(False)
+        try:
+            self._job = self.logic.startTraining(self._parameterNode)
+        except InputError as error:
+            # Rejected before anything started; the message names the field.
+            self.ui.trainingStatusLabel.text = str(error)
+            return
+        self._jobEpochs = 1
+        self.logic.resetPlot()
+        self.ui.trainingPlotWidget.setMRMLPlotViewNode(self.logic.plotViewNode)
+        self.ui.trainingProgressBar.value = 0
+        self.ui.trainingStatusLabel.text = f"Started {self._job.output.name}."
+        self._timer.start()
+        self._checkCanApply()
+
+    def onCancelTraining(self) -> None:
+        if self._job:
+            self._job.cancel()
+            self.ui.trainingStatusLabel.text = "Cancelling after the current step…"
+
+    def onResumeTraining(self) -> None:
+        from WeakAnnotateLib.errors import InputError
+
+        try:
+            self._job.resume()
+        except InputError as error:
+            self.ui.trainingStatusLabel.text = str(error)
+            return
+        self.ui.trainingLogText.setVisible(False)
+        self.ui.trainingStatusLabel.text = f"Resumed {self._job.output.name}."
+        self._timer.start()
+        self._checkCanApply()
+
+    def onPoll(self) -> None:
+        """Timer tick: read what the background work reported; never waits for it."""
+        busy = False
+        if self._job is not None and (self._job.running or self._job.state == "running"):
+            busy = True
+            for event in self._job.poll():
+                self._showEvent(event)
+            if self._job.state != "running":
+                self.refreshDataset()
+                self._checkCanApply()
+        for row in self.logic.pollPseudoLabelling():
+            status = row.get("status", "")
+            self.ui.trainingStatusLabel.text = (
+                f"Pseudo-label {row.get('index')}/{row.get('total')}: {row.get('case')} {status}"
+                + (f" ({row['error']})" if row.get("error") else "")
+            )
+        if self.logic.pseudoLabelling:
+            busy = True
+        elif not self.ui.pseudoLabelButton.enabled:
+            self.ui.pseudoLabelButton.enabled = True
+            self.refreshDataset()
+        done = self.logic.finishPrediction()
+        if done is not None:
+            self.ui.applyModelButton.enabled = True
+            self.ui.statusLabel.text = done
+        if self.logic.predicting:
+            busy = True
+        if not busy:
+            self._timer.stop()
+
+    def _showEvent(self, event: dict) -> None:
+        kind = event.get("event")
+        if kind == "start":
+            self._jobEpochs = max(int(event.get("epochs", 1)), 1)
+            self.ui.trainingProgressBar.maximum = self._jobEpochs
+        elif kind == "step":
+            self.logic.addPlotPoint("loss", event["step"], event["loss"])
+        elif kind == "epoch":
+            self.ui.trainingProgressBar.value = event["epoch"]
+            if event.get("val_dice") is not None:
+                self.logic.addPlotPoint("dice", event["step"], event["val_dice"])
+            self.ui.trainingStatusLabel.text = self.logic.epochText(event)
+        elif kind == "round":
+            self.ui.trainingStatusLabel.text += f" — round {event['round']} done (change {event['change']:.3f})"
+        elif kind == "done":
+            self.ui.trainingProgressBar.value = self.ui.trainingProgressBar.maximum
+            dice = event.get("val_dice_native")
+            self.ui.trainingStatusLabel.text = "Finished" + (f": validation Dice {dice:.3f}." if dice else ".")
+        elif kind == "cancelled":
+            self.ui.trainingStatusLabel.text = (
+                f"Cancelled at epoch {event.get('epoch')}; Resume continues after epoch "
+                f"{event.get('last_checkpoint_epoch') or 0}."
+            )
+        elif kind == "failed":
+            self.ui.trainingStatusLabel.text = f"Training failed: {event.get('error', '')}"
+            self.ui.trainingLogText.setPlainText(event.get("log_tail") or self._job.log_tail())
+            self.ui.trainingLogText.setVisible(True)
+
+    # --- prediction ------------------------------------------------------------------------------------
+
+    def onApplyModel(self) -> None:
+        from WeakAnnotateLib.errors import InputError
+
+        model = self._selectedModel()
+        try:
+            self.logic.startPrediction(self._parameterNode.inputVolume, model, self._parameterNode.applyPoints)
+        except InputError as error:
+            self.ui.statusLabel.text = str(error)
+            return
+        self.ui.applyModelButton.enabled = False
+        self.ui.statusLabel.text = "Predicting in the background…"
+        self._timer.start()
+
 
 #
 # WeakAnnotateLogic
@@ -180,6 +404,12 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
+        self.plotViewNode = None
+        self._plotTables = {}
+        self._pseudoProcess = None
+        self._pseudoOffset = 0
+        self._pseudoLog = None
+        self._prediction = None  # (thread, result dict)
 
     def getParameterNode(self):
         return WeakAnnotateParameterNode(super().getParameterNode())
@@ -202,6 +432,240 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
                 raise InputError(f"The {role} segmentation {node.GetName()!r} has no segment.")
             masks.append(mrml_adapter.segment_mask(node, ids[0], geometry))
         return metrics.evaluate_masks(masks[0], masks[1], geometry)
+
+    # --- datasets and models ---------------------------------------------------------------------------
+
+    @staticmethod
+    def caseRows(folder: str) -> list:
+        from WeakAnnotateLib.dataset import DatasetFolder
+
+        return DatasetFolder.load(folder).summary()
+
+    @staticmethod
+    def modelRows(folder: str) -> list:
+        """Finished models of the dataset's jobs folder: name, method, validation Dice, epochs, path."""
+        import os
+
+        from WeakAnnotateLib.prediction import list_models
+
+        rows = []
+        for m in list_models(os.path.join(folder, "jobs")):
+            val = m.get("validation", {})
+            dice = val.get("dice_native", val.get("dice_crop"))
+            rows.append(
+                {
+                    "name": m.get("name", ""),
+                    "method": m.get("method", ""),
+                    "dice": "n/a" if dice is None else f"{dice:.3f}",
+                    "epochs": m.get("training", {}).get("epochs_completed", 0),
+                    "created": m.get("created", "")[:16],
+                    "path": m["path"],
+                }
+            )
+        return rows
+
+    @staticmethod
+    def jobSpec(p) -> dict:
+        """The job spec a panel's parameters describe (every hyper-parameter explicit, so it is recorded)."""
+        import os
+
+        size = int(p.patchSize)
+        return {
+            "dataset": os.path.abspath(p.datasetFolder),
+            "output": ".",
+            "method": p.trainingMethod,
+            "epochs": int(p.epochs),
+            "learning_rate": float(p.learningRate),
+            "patch_size": [size, size, size],
+            "batch_size": int(p.batchSize),
+            "rounds": int(p.rounds),
+            "random_walker": bool(p.randomWalkerRounds),
+            "device": p.device,
+        }
+
+    def startTraining(self, p):
+        """Write the spec into a new job folder (datasetFolder/jobs/METHOD-TIME) and start the worker process."""
+        import os
+        import time
+
+        from WeakAnnotateLib.errors import InputError
+        from WeakAnnotateLib.training.job_runner import TrainingJob
+
+        if not p.datasetFolder:
+            raise InputError("dataset: choose a dataset folder first.")
+        spec = self.jobSpec(p)
+        folder = os.path.join(spec["dataset"], "jobs", f"{p.trainingMethod}-{time.strftime('%Y%m%d-%H%M%S')}")
+        path = TrainingJob.write_spec(spec, os.path.join(folder, "job.json"))
+        job = TrainingJob(path)
+        job.start()
+        return job
+
+    @staticmethod
+    def canResume(job) -> bool:
+        return (job.output / "checkpoints" / "last.pt").is_file()
+
+    # --- batch pseudo-labelling (a background process, polled) --------------------------------------------
+
+    def startPseudoLabelling(self, folder: str) -> None:
+        import os
+        import subprocess
+        import sys
+
+        from WeakAnnotateLib.dataset import DatasetFolder
+        from WeakAnnotateLib.errors import InputError
+
+        if self.pseudoLabelling:
+            raise InputError("Pseudo-labelling is already running.")
+        DatasetFolder.load(folder)  # a clear message now rather than in the log
+        log = os.path.join(folder, "pseudo_label.log")
+        self._pseudoLog = open(log, "wb")  # noqa: SIM115 - kept open for the child's lifetime
+        self._pseudoOffset = 0
+        self._pseudoProcess = subprocess.Popen(
+            [sys.executable, "-m", "WeakAnnotateLib.cli", "dataset", "pseudo-label", folder],
+            stdout=self._pseudoLog,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        self._pseudoLogPath = log
+
+    @property
+    def pseudoLabelling(self) -> bool:
+        return self._pseudoProcess is not None and self._pseudoProcess.poll() is None
+
+    def pollPseudoLabelling(self) -> list:
+        """New progress rows of the pseudo-labelling process (one JSON line per case)."""
+        import json
+
+        if self._pseudoProcess is None:
+            return []
+        with open(self._pseudoLogPath, "rb") as f:
+            f.seek(self._pseudoOffset)
+            chunk = f.read()
+        end = chunk.rfind(b"\n") + 1
+        self._pseudoOffset += end
+        rows = []
+        for line in chunk[:end].decode("utf-8", "replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    pass
+        if self._pseudoProcess.poll() is not None and end == len(chunk):
+            self._pseudoLog.close()
+            self._pseudoProcess = None
+        return rows
+
+    # --- prediction (arrays in a thread, the scene on the main thread) -----------------------------------
+
+    def startPrediction(self, volumeNode, modelPath, pointsNode=None) -> None:
+        import threading
+
+        from WeakAnnotateLib import mrml_adapter
+        from WeakAnnotateLib.errors import InputError
+        from WeakAnnotateLib.prediction import load_model, predict_image
+
+        if self.predicting:
+            raise InputError("A prediction is already running.")
+        if not modelPath:
+            raise InputError("Select a trained model in the list.")
+        image = mrml_adapter.image_of_node(volumeNode)
+        points = None
+        if pointsNode is not None:
+            points, _ = mrml_adapter.points_of_node(pointsNode)
+            points = points if len(points) else None
+        model = load_model(modelPath)  # fails here (clear message) rather than in the thread
+        if model.needs_points and points is None:
+            raise InputError(f"Model {model.name!r} needs the six extreme points: select a point list.")
+        result = {"volume": volumeNode, "geometry": image.geometry, "model": model}
+
+        def work():
+            try:
+                result["mask"], _ = predict_image(model, image, points)
+            except Exception as error:  # reported on the main thread
+                result["error"] = str(error)
+
+        thread = threading.Thread(target=work, daemon=True)
+        self._prediction = (thread, result)
+        thread.start()
+
+    @property
+    def predicting(self) -> bool:
+        return self._prediction is not None and self._prediction[0].is_alive()
+
+    def finishPrediction(self):
+        """On the main thread once the thread is done: the mask becomes a segment named after the model."""
+        from WeakAnnotateLib.colors import segment_color
+        from WeakAnnotateLib.mrml_adapter import add_segmentation_node, set_segment_mask
+        from WeakAnnotateLib.slicer_runtime import get_runtime
+
+        if self._prediction is None or self._prediction[0].is_alive():
+            return None
+        _, result = self._prediction
+        self._prediction = None
+        if "error" in result:
+            return f"Prediction failed: {result['error']}"
+        rt = get_runtime()
+        volume = result["volume"]
+        name = f"{volume.GetName()} predictions"
+        node = slicer.mrmlScene.GetFirstNodeByName(name)
+        if node is None or not node.IsA("vtkMRMLSegmentationNode"):
+            node = add_segmentation_node(rt, name, volume)
+        model = result["model"]
+        set_segment_mask(rt, node, result["mask"], result["geometry"], model.name, segment_color(model.name))
+        return f"Added segment {model.name!r} ({int(result['mask'].sum())} voxels) to {name!r}."
+
+    # --- live plot -------------------------------------------------------------------------------------
+
+    def resetPlot(self) -> None:
+        """A chart with the training loss per step and the validation Dice per epoch (x = step)."""
+        scene = slicer.mrmlScene
+        chart = scene.GetFirstNodeByName("WeakAnnotate training")
+        if chart is None:
+            chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", "WeakAnnotate training")
+            chart.SetXAxisTitle("step")
+            chart.SetYAxisTitle("loss / Dice")
+        for key, title in (("loss", "loss"), ("dice", "validation Dice")):
+            table = self._plotTables.get(key)
+            if table is None or scene.GetNodeByID(table.GetID()) is None:
+                table = scene.AddNewNodeByClass("vtkMRMLTableNode", f"WeakAnnotate {title}")
+                for column in ("step", key):
+                    array = vtk.vtkFloatArray()
+                    array.SetName(column)
+                    table.AddColumn(array)
+                series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", f"WeakAnnotate {title}")
+                series.SetAndObserveTableNodeID(table.GetID())
+                series.SetXColumnName("step")
+                series.SetYColumnName(key)
+                series.SetPlotType(series.PlotTypeScatter)
+                series.SetMarkerStyle(series.MarkerStyleNone if key == "loss" else series.MarkerStyleCircle)
+                series.SetColor(*((0.2, 0.4, 0.8) if key == "loss" else (0.9, 0.5, 0.0)))
+                chart.AddAndObservePlotSeriesNodeID(series.GetID())
+                self._plotTables[key] = table
+            table.GetTable().SetNumberOfRows(0)
+            table.GetTable().Modified()
+        if self.plotViewNode is None or scene.GetNodeByID(self.plotViewNode.GetID()) is None:
+            self.plotViewNode = scene.AddNewNodeByClass("vtkMRMLPlotViewNode", "WeakAnnotate training view")
+        self.plotViewNode.SetPlotChartNodeID(chart.GetID())
+
+    def addPlotPoint(self, key: str, x: float, y: float) -> None:
+        table = self._plotTables.get(key)
+        if table is None or y is None:
+            return
+        t = table.GetTable()
+        row = t.GetNumberOfRows()
+        t.SetNumberOfRows(row + 1)
+        t.SetValue(row, 0, float(x))
+        t.SetValue(row, 1, float(y))
+        t.Modified()
+
+    @staticmethod
+    def epochText(e: dict) -> str:
+        dice = e.get("val_dice")
+        return (
+            f"Epoch {e['epoch']}/{e['epochs']} (round {e.get('round', 1)}): loss {e['loss']:.3f}, "
+            f"validation Dice {'n/a' if dice is None else f'{dice:.3f}'}, {e['seconds_per_epoch']:.1f} s/epoch, "
+            f"ETA {e['eta_s'] / 60:.1f} min"
+        )
 
     @staticmethod
     def resultsTable(results: dict) -> str:

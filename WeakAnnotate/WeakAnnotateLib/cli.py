@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from .errors import InputError
 
-COMMAND_MODULES = ("evaluate", "simulate", "demo", "extreme_points", "serve")
+COMMAND_MODULES = ("evaluate", "simulate", "demo", "extreme_points", "dataset", "train", "predict", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,581 @@
+"""The training worker: ``python -m WeakAnnotateLib.training.worker JOB.json [--resume]``.
+
+Why its own process: a panel must never freeze, and a crash or an out-of-memory kill must not take Slicer
+down. Under ``torchrun`` (env ``RANK``/``WORLD_SIZE``) the same worker runs data-parallel (DDP: gloo on CPU,
+nccl on CUDA, a ``DistributedSampler`` per rank); rank 0 alone writes progress, checkpoints and the model.
+
+Contract (``docs/training.md``):
+
+* progress: one JSON object per line on stdout and appended to ``OUTPUT/progress.jsonl``; every line has
+  ``event`` and ``time``; ``epoch`` lines carry epoch, epochs, round, step, loss, val_dice,
+  seconds_per_epoch, eta_s; the last line is ``done``, ``cancelled`` or ``failed``;
+* ``OUTPUT/checkpoints/last.pt`` after every epoch, written atomically; ``--resume`` continues after it;
+* SIGTERM (or SIGINT) → stop after the current step, a ``cancelled`` line, exit status 3;
+* ``model.pt`` then ``model.json`` only on success, each atomically: a job that did not finish has no
+  ``model.json`` (and :func:`~WeakAnnotateLib.prediction.load_model` refuses it).
+
+Exit status: 0 done, 2 bad spec (nothing started), 3 cancelled, 1 failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from .job_spec import JobSpec, load_spec, resolve_device, validate
+
+EXIT_DONE, EXIT_FAILED, EXIT_BAD_SPEC, EXIT_CANCELLED = 0, 1, 2, 3
+PROGRESS_FILE = "progress.jsonl"
+
+
+class Progress:
+    """JSON lines to stdout and to the job's progress file (rank 0 only)."""
+
+    def __init__(self, output: Path | None, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.file = None
+        if enabled and output is not None:
+            output.mkdir(parents=True, exist_ok=True)
+            self.file = open(output / PROGRESS_FILE, "a", encoding="utf-8")  # noqa: SIM115
+
+    def emit(self, event: str, **fields: Any) -> dict[str, Any]:
+        line = {"event": event, "time": round(time.time(), 3), **fields}
+        if self.enabled:
+            text = json.dumps(line, default=_json_default)
+            print(text, flush=True)
+            if self.file is not None:
+                self.file.write(text + "\n")
+                self.file.flush()
+        return line
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value)}")
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.partial"
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _atomic_json(obj: Any, path: Path) -> None:
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.partial"
+    try:
+        tmp.write_text(json.dumps(obj, indent=1, default=_json_default), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+class _Stop:
+    """Set by SIGTERM/SIGINT; checked after every step."""
+
+    requested = False
+
+    @classmethod
+    def install(cls) -> None:
+        def handler(signum: int, frame: Any) -> None:
+            cls.requested = True
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+
+class Distributed:
+    """torch.distributed when launched by torchrun (WORLD_SIZE > 1), a no-op otherwise."""
+
+    def __init__(self, device: str) -> None:
+        import torch
+
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device = device
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if device.startswith("cuda"):
+                self.device = f"cuda:{self.local_rank}"
+                torch.cuda.set_device(self.local_rank)
+                backend = "nccl"
+            else:
+                backend = "gloo"
+            dist.init_process_group(backend=backend)
+            self.backend = backend
+        else:
+            self.backend = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    def barrier(self) -> None:
+        if self.enabled:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def sum(self, *values: float) -> list[float]:
+        if not self.enabled:
+            return list(values)
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return t.cpu().tolist()
+
+    def any(self, flag: bool) -> bool:
+        return self.sum(1.0 if flag else 0.0)[0] > 0 if self.enabled else flag
+
+    def close(self) -> None:
+        if self.enabled:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def make_method(spec: JobSpec, cache: Any, split: dict[str, list[str]], output: Path) -> Any:
+    if spec.method == "full_supervision":
+        from .full_supervision import FullSupervision
+
+        return FullSupervision(spec, cache, split, output)
+    from .extreme_point_network import ExtremePointNetwork
+
+    return ExtremePointNetwork(spec, cache, split, output)
+
+
+class Trainer:
+    def __init__(self, spec: JobSpec, split: dict[str, list[str]], dist: Distributed, progress: Progress) -> None:
+        from ..dataset import CropCache, DatasetFolder
+
+        self.spec = spec
+        self.split = split
+        self.dist = dist
+        self.progress = progress
+        self.output = spec.output_path
+        self.dataset = DatasetFolder.load(spec.dataset_path)
+        spacing = spec.spacing_mm if spec.spacing_mm > 0 else None
+        self.cache = CropCache(self.dataset, self.output / "crops", padding_mm=spec.padding_mm, spacing_mm=spacing)
+        self.method = make_method(spec, self.cache, split, self.output)
+        self.config = {
+            "in_channels": 2 if self.method.points_channel else 1,
+            "channels": list(spec.channels),
+            "num_res_units": 1,
+            "patch_size": list(spec.patch_size),
+            "spacing_mm": spec.spacing_mm,
+            "padding_mm": spec.padding_mm,
+            "points_channel": self.method.points_channel,
+            "sigma_mm": spec.sigma_mm,
+            "method": spec.method,
+        }
+
+    # -- data --
+    def prepare_crops(self) -> None:
+        """Crops for this rank's share of the cases (one case in memory at a time), then wait for all."""
+        ids = self.split["train"] + self.split["validation"]
+        mine = ids[self.dist.rank :: self.dist.world]
+        for n, case_id in enumerate(mine):
+            t0 = time.perf_counter()
+            self.cache.prepare(self.dataset.case(case_id))
+            self.progress.emit(
+                "prepare", case=case_id, index=n + 1, total=len(mine), seconds=round(time.perf_counter() - t0, 3)
+            )
+        self.dist.barrier()
+
+    def loader(self, round_index: int, epoch: int) -> Any:
+        from torch.utils.data import DataLoader
+        from torch.utils.data.distributed import DistributedSampler
+
+        from ..dataset import CropDataset
+
+        ds = CropDataset(
+            self.cache,
+            self.split["train"],
+            target=self.method.target,
+            target_dir=self.method.target_dir(round_index),
+            points_channel=self.method.points_channel,
+            sigma_mm=self.spec.sigma_mm,
+            patch_size=self.spec.patch_size,
+            seed=self.spec.seed * 1000 + epoch * 10 + self.dist.rank,
+        )
+        sampler = None
+        if self.dist.enabled:
+            sampler = DistributedSampler(
+                ds,
+                num_replicas=self.dist.world,
+                rank=self.dist.rank,
+                shuffle=True,
+                seed=self.spec.seed,
+                drop_last=False,
+            )
+            sampler.set_epoch(epoch)
+        return DataLoader(
+            ds,
+            batch_size=self.spec.batch_size,
+            shuffle=sampler is None,
+            sampler=sampler,
+            num_workers=0,
+            drop_last=False,
+        )
+
+    def crop_input(self, case_id: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        from ..dataset import CropDataset
+
+        ds = CropDataset(
+            self.cache,
+            [case_id],
+            target="reference",
+            points_channel=self.method.points_channel,
+            sigma_mm=self.spec.sigma_mm,
+        )
+        z = self.cache.load(case_id)
+        x = ds.arrays(0)[0]
+        return x, z.get("reference"), z
+
+    def predict_crop(self, net: Any, case_id: str) -> np.ndarray:
+        from ..prediction import sliding_probability
+
+        x, _, _ = self.crop_input(case_id)
+        net.eval()
+        prob = sliding_probability(net, x, tuple(self.spec.patch_size), self.dist.device)
+        net.train()
+        return prob
+
+    def validate(self, net: Any) -> dict[str, Any]:
+        """Dice of each validation crop against its reference (else its pseudo-label), at P ≥ 0.5."""
+        from ..metrics import dice
+
+        per_case = {}
+        for case_id in self.split["validation"]:
+            prob = self.predict_crop(net, case_id)
+            _, ref, z = self.crop_input(case_id)
+            target = ref if ref is not None else z.get("pseudo")
+            if target is None:
+                continue
+            per_case[case_id] = dice(target >= 0.5, prob >= 0.5)
+        mean = float(np.mean(list(per_case.values()))) if per_case else None
+        return {"val_dice": mean, "per_case": per_case}
+
+    # -- run --
+    def run(self, resume: bool) -> int:
+        import torch
+        from monai.losses import DiceLoss
+        from torch.nn.parallel import DistributedDataParallel
+
+        from ..prediction import build_network
+
+        spec, dist = self.spec, self.dist
+        t_start = time.time()
+        torch.manual_seed(spec.seed + dist.rank)
+        np.random.seed(spec.seed + dist.rank)
+        net = build_network(self.config).to(dist.device)
+        optimiser = torch.optim.Adam(net.parameters(), lr=spec.learning_rate)
+        ckpt_path = self.output / "checkpoints" / "last.pt"
+        state = {
+            "epoch": 0,
+            "round": 0,
+            "round_epoch": 0,
+            "step": 0,
+            "samples": 0,
+            "history": [],
+            "converged": False,
+            "rounds": [],
+            "seconds": 0.0,
+        }
+        if resume:
+            blob = torch.load(ckpt_path, map_location=dist.device, weights_only=False)
+            net.load_state_dict(blob["model"])
+            optimiser.load_state_dict(blob["optimiser"])
+            state = blob["state"]
+            torch.set_rng_state(blob["rng"])
+        model = DistributedDataParallel(net) if dist.enabled else net
+        loss_fn = DiceLoss(sigmoid=True)
+        total_epochs = spec.epochs * self.method.max_rounds
+        self.progress.emit(
+            "start",
+            method=spec.method,
+            device=dist.device,
+            world_size=dist.world,
+            backend=dist.backend,
+            epochs=total_epochs,
+            train_cases=self.split["train"],
+            validation_cases=self.split["validation"],
+            resumed_from_epoch=state["epoch"] if resume else None,
+            spec=spec.to_json(),
+        )
+        self.prepare_crops()
+        if state["epoch"] == 0:
+            self.method.prepare(dist.rank, dist.world, dist.barrier)
+
+        epoch_times: list[float] = []
+        while state["epoch"] < total_epochs and not state["converged"]:
+            epoch = state["epoch"] + 1
+            round_index = state["round"]
+            t0 = time.perf_counter()
+            loader = self.loader(round_index, epoch)
+            steps = spec.steps_per_epoch or len(loader)
+            losses: list[float] = []
+            iterator = iter(loader)
+            for step_in_epoch in range(1, steps + 1):
+                try:
+                    batch = next(iterator)
+                except StopIteration:
+                    iterator = iter(loader)
+                    batch = next(iterator)
+                x = batch["input"].to(dist.device)
+                y = batch["target"].to(dist.device)
+                optimiser.zero_grad()
+                loss = loss_fn(model(x), y)
+                loss.backward()
+                optimiser.step()
+                state["step"] += 1
+                state["samples"] += int(x.shape[0]) * dist.world
+                loss_value = dist.sum(float(loss.item()))[0] / dist.world
+                losses.append(loss_value)
+                self.progress.emit(
+                    "step",
+                    epoch=epoch,
+                    round=round_index + 1,
+                    step=state["step"],
+                    step_in_epoch=step_in_epoch,
+                    steps=steps,
+                    loss=loss_value,
+                )
+                if spec.fail_at_step and state["step"] >= spec.fail_at_step:
+                    raise RuntimeError(f"injected failure at step {state['step']} (job spec fail_at_step)")
+                if spec.step_delay_s > 0:
+                    time.sleep(spec.step_delay_s)
+                if dist.any(_Stop.requested):
+                    self.progress.emit(
+                        "cancelled",
+                        epoch=epoch,
+                        step=state["step"],
+                        last_checkpoint_epoch=state["epoch"] if ckpt_path.is_file() else None,
+                        message="Stopped on request after the current step; resume continues from the last checkpoint.",
+                    )
+                    return EXIT_CANCELLED
+
+            val: dict[str, Any] = {"val_dice": None, "per_case": {}}
+            if dist.rank == 0:
+                val = self.validate(net)
+            dist.barrier()
+
+            state["round_epoch"] += 1
+            round_info = None
+            if state["round_epoch"] >= spec.epochs and self.method.max_rounds > 1:
+                round_info = self.end_round(net, round_index)
+                state["rounds"].append(round_info)
+                state["round"] += 1
+                state["round_epoch"] = 0
+                state["converged"] = round_info["converged"] or state["round"] >= self.method.max_rounds
+            seconds = time.perf_counter() - t0
+            epoch_times.append(seconds)
+            state["epoch"] = epoch
+            state["seconds"] += seconds
+            remaining = (total_epochs - epoch) if not state["converged"] else 0
+            summary = {
+                "epoch": epoch,
+                "epochs": total_epochs,
+                "round": round_index + 1,
+                "step": state["step"],
+                "loss": float(np.mean(losses)) if losses else None,
+                "val_dice": val["val_dice"],
+                "val_per_case": val["per_case"],
+                "seconds_per_epoch": round(seconds, 3),
+                "eta_s": round(float(np.mean(epoch_times)) * remaining, 1),
+            }
+            state["history"].append({k: v for k, v in summary.items() if k != "val_per_case"})
+            if dist.rank == 0:
+                _atomic_torch_save(
+                    {
+                        "model": net.state_dict(),
+                        "optimiser": optimiser.state_dict(),
+                        "state": state,
+                        "rng": torch.get_rng_state(),
+                        "config": self.config,
+                    },
+                    ckpt_path,
+                )
+            self.progress.emit("epoch", **summary)
+            if round_info is not None:
+                self.progress.emit("round", **round_info)
+            self.progress.emit("checkpoint", epoch=epoch, path=str(ckpt_path))
+
+        if dist.rank == 0:
+            self.finish(net, state, time.time() - t_start)
+        dist.barrier()
+        return EXIT_DONE
+
+    def end_round(self, net: Any, round_index: int) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        change, count = self.method.end_round(
+            round_index, lambda cid: self.predict_crop(net, cid), self.dist.rank, self.dist.world
+        )
+        change, count = self.dist.sum(change, count)
+        self.dist.barrier()
+        mean_change = change / count if count else 0.0
+        return {
+            "round": round_index + 1,
+            "change": mean_change,
+            "converged": bool(count) and mean_change < self.spec.convergence,
+            "seconds": round(time.perf_counter() - t0, 3),
+            "random_walker": bool(self.spec.random_walker),
+        }
+
+    def finish(self, net: Any, state: dict[str, Any], seconds: float) -> None:
+        """model.pt then model.json, each atomically: model.json is written last and marks a finished job."""
+        import torch
+
+        from ..prediction import MODEL_FILE, MODEL_INFO
+
+        last = state["history"][-1] if state["history"] else {}
+        val = self.validate(net)
+        native = self.validate_native(net)
+        entries = {c.id: c for c in self.dataset.cases}
+        info = {
+            "name": f"{self.output.name} ({self.spec.method.replace('_', ' ')})",
+            "method": self.spec.method,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "hyper_parameters": self.spec.to_json(),
+            "network": {"type": "monai.networks.nets.UNet", **self.config},
+            "data": {
+                "dataset": str(self.spec.dataset_path.resolve()),
+                "train_cases": [
+                    {"id": c, "image": entries[c].image, "target": self._target_name(c)} for c in self.split["train"]
+                ],
+                "validation_cases": self.split["validation"],
+                "samples_seen": state["samples"],
+                "steps": state["step"],
+            },
+            "training": {
+                "epochs_completed": state["epoch"],
+                "rounds": state["rounds"],
+                "seconds": round(state["seconds"], 2),
+                "wall_seconds": round(seconds, 2),
+                "device": self.dist.device,
+                "world_size": self.dist.world,
+                "final_loss": last.get("loss"),
+                "torch": torch.__version__,
+            },
+            "validation": {"dice_crop": val["val_dice"], "per_case_crop": val["per_case"], **native},
+            "history": state["history"],
+        }
+        _atomic_torch_save({"state_dict": net.state_dict(), "config": self.config}, self.output / MODEL_FILE)
+        _atomic_json(info, self.output / MODEL_INFO)
+        self.progress.emit(
+            "done",
+            model=str(self.output / MODEL_INFO),
+            val_dice=val["val_dice"],
+            val_dice_native=native.get("dice_native"),
+            epochs_completed=state["epoch"],
+            seconds=round(seconds, 2),
+        )
+
+    def _target_name(self, case_id: str) -> str:
+        return "reference mask" if self.spec.method == "full_supervision" else "extreme points → random walker"
+
+    def validate_native(self, net: Any) -> dict[str, Any]:
+        """Dice on the original image grid (the number a user cares about) for validation cases with a reference."""
+        from ..dataset import object_bounds, read_reference
+        from ..image_io import read_image
+        from ..metrics import dice
+        from ..prediction import LoadedModel, predict_image
+
+        loaded = LoadedModel(net, self.config, {"name": "validation"}, self.output)
+        per_case = {}
+        net.eval()
+        for case_id in self.split["validation"]:
+            entry = self.dataset.case(case_id)
+            if not entry.reference:
+                continue
+            image = read_image(self.dataset.path(entry.image))
+            lo, hi, points = object_bounds(self.dataset, entry, image)
+            if points is None:
+                points = image.geometry.index_to_ras(np.stack([lo, hi]))
+            mask, _ = predict_image(loaded, image, points)
+            per_case[case_id] = dice(read_reference(self.dataset, entry, image.geometry), mask)
+        net.train()
+        mean = float(np.mean(list(per_case.values()))) if per_case else None
+        return {"dice_native": mean, "per_case_native": per_case}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m WeakAnnotateLib.training.worker", description=__doc__)
+    parser.add_argument("job", help="job spec (JSON)")
+    parser.add_argument("--resume", action="store_true", help="continue from the job's last checkpoint")
+    args = parser.parse_args(argv)
+    _Stop.install()
+    rank = int(os.environ.get("RANK", "0"))
+    try:
+        spec = load_spec(args.job)
+        split = validate(spec, resume=args.resume)
+        device = resolve_device(spec.device)
+    except InputError as e:
+        # Nothing started: one line on stdout (and in the progress file when the output folder is known).
+        out = None
+        try:
+            out = load_spec(args.job).output_path
+            out = out if out.is_dir() else None
+        except InputError:
+            pass
+        p = Progress(out, enabled=rank == 0)
+        p.emit("failed", error=str(e), stage="validation")
+        p.close()
+        print(f"weakannotate train: error: {e}", file=sys.stderr)
+        return EXIT_BAD_SPEC
+
+    import torch
+
+    torch.set_num_threads(max(1, int(os.environ.get("WEAKANNOTATE_THREADS", torch.get_num_threads()))))
+    progress = Progress(spec.output_path, enabled=rank == 0)
+    dist = None
+    try:
+        dist = Distributed(device)
+        trainer = Trainer(spec, split, dist, progress)
+        return trainer.run(resume=args.resume)
+    except Exception as e:  # every failure ends with one "failed" line the panel can show
+        tail = traceback.format_exc().strip().splitlines()[-8:]
+        message = str(e) if isinstance(e, InputError) else f"{type(e).__name__}: {e}"
+        progress.emit("failed", error=message, traceback=tail, stage="training")
+        print(traceback.format_exc(), file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        progress.close()
+        if dist is not None:
+            try:
+                dist.close()
+            except Exception:  # noqa: BLE001 - a peer may already be gone
+                pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
