@@ -18,9 +18,7 @@ No torch import at module level: listing a dataset or pseudo-labelling it must n
 from __future__ import annotations
 
 import json
-import os
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -300,13 +298,8 @@ def gaussian_heatmap(shape: Sequence[int], points: np.ndarray | None, sigma_vox:
 
 
 def _save_npz(path: Path, **arrays: Any) -> None:
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.partial.npz"
-    try:
+    with atomic_output(path) as tmp:
         np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 class CropCache:

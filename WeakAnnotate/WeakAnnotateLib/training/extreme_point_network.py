@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from ..atomic_files import atomic_output
 from ..errors import InputError
 from ..metrics import dice
 from ..random_walker import BACKGROUND, FOREGROUND, UNKNOWN, random_walker
@@ -175,13 +176,5 @@ class ExtremePointNetwork:
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    import os
-    import uuid
-
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.partial.npy"
-    try:
+    with atomic_output(path) as tmp:
         np.save(tmp, array)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

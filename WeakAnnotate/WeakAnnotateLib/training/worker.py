@@ -26,12 +26,12 @@ import signal
 import sys
 import time
 import traceback
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..atomic_files import atomic_output
 from ..errors import InputError
 from .job_spec import JobSpec, load_spec, resolve_device, validate
 
@@ -76,23 +76,13 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.partial"
-    try:
+    with atomic_output(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _atomic_json(obj: Any, path: Path) -> None:
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.partial"
-    try:
+    with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=1, default=_json_default), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 class _Stop:
