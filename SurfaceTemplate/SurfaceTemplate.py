@@ -1,3 +1,4 @@
+import qt
 import slicer
 import vtk
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
@@ -51,11 +52,15 @@ class SurfaceTemplateParameterNode:
     inputVolume - The image to segment.
     surfacePoints - Points on the object's surface (at least 5).
     outputSegmentation - The segmentation that receives the result.
+    targetSegmentName - The segment (created if missing) that receives the result.
+    autoUpdate - Deform the template as points are placed, moved or deleted.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
     surfacePoints: vtkMRMLMarkupsFiducialNode
     outputSegmentation: vtkMRMLSegmentationNode
+    targetSegmentName: str = "Object"
+    autoUpdate: bool = True
 
 
 #
@@ -74,6 +79,12 @@ class SurfaceTemplateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._observedPoints = None
+        # Dragging a point fires many events: update once, shortly after the last one.
+        self._autoUpdateTimer = qt.QTimer()
+        self._autoUpdateTimer.setSingleShot(True)
+        self._autoUpdateTimer.setInterval(100)
+        self._autoUpdateTimer.connect("timeout()", self.onAutoUpdate)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -92,11 +103,13 @@ class SurfaceTemplateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.editStoredPointsButton.connect("clicked(bool)", self.onEditStoredPoints)
 
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
+        self._autoUpdateTimer.stop()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -113,6 +126,7 @@ class SurfaceTemplateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event) -> None:
         """Called just before the scene is closed."""
         self.setParameterNode(None)
+        self.logic.reset()
 
     def onSceneEndClose(self, caller, event) -> None:
         """Called just after the scene is closed."""
@@ -138,29 +152,72 @@ class SurfaceTemplateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
             self._checkCanApply()
 
+    def _observePoints(self, pointsNode) -> None:
+        """Follow the selected point list: placing, moving or deleting a point updates the template."""
+        if pointsNode is self._observedPoints:
+            return
+        if self._observedPoints is not None:
+            for event in self.logic.POINT_EVENTS:
+                self.removeObserver(self._observedPoints, event, self.onPointsChanged)
+        self._observedPoints = pointsNode
+        if pointsNode is not None:
+            for event in self.logic.POINT_EVENTS:
+                self.addObserver(pointsNode, event, self.onPointsChanged)
+
+    def onPointsChanged(self, caller=None, event=None) -> None:
+        self.logic.notePointsEdited(caller)
+        p = self._parameterNode
+        if p and p.autoUpdate and p.inputVolume:
+            self._autoUpdateTimer.start()
+
+    def onAutoUpdate(self) -> None:
+        from WeakAnnotateLib.errors import InputError
+
+        p = self._parameterNode
+        if not p or not p.inputVolume or not p.surfacePoints:
+            return
+        try:
+            self.ui.statusLabel.text = self.logic.updatePreview(p.inputVolume, p.surfacePoints)
+        except InputError as error:
+            # Too few points yet, or a point that would fold the surface: the previous template stays shown.
+            self.ui.statusLabel.text = str(error)
+
     def _checkCanApply(self, caller=None, event=None) -> None:
         p = self._parameterNode
+        self._observePoints(p.surfacePoints if p else None)
         if p and p.inputVolume and p.surfacePoints and p.outputSegmentation:
-            self.ui.applyButton.toolTip = "Fit the sphere template to the surface points."
+            self.ui.applyButton.toolTip = "Rasterise the template into the target segment."
             self.ui.applyButton.enabled = True
         else:
             self.ui.applyButton.toolTip = "Select an input volume, the surface points and an output segmentation."
             self.ui.applyButton.enabled = False
 
     def onApplyButton(self) -> None:
-        """Run processing when user clicks "Apply" button."""
+        """Fit, rasterise and store; bad input is reported in the panel and the scene is left as it was."""
         from WeakAnnotateLib.errors import InputError
 
         p = self._parameterNode
         self.ui.statusLabel.text = ""
         with slicer.util.tryWithErrorDisplay("Surface template fitting failed.", waitCursor=True):
             try:
-                self.logic.process(p.inputVolume, p.surfacePoints, p.outputSegmentation)
-            except (InputError, NotImplementedError) as error:
-                # Bad input (or a step not there yet) is the user's to fix: one clear line, no traceback.
+                summary = self.logic.process(p.inputVolume, p.surfacePoints, p.outputSegmentation, p.targetSegmentName)
+            except InputError as error:
+                # Bad input is the user's to fix: one clear line, no traceback, scene unchanged.
                 self.ui.statusLabel.text = str(error)
                 return
-            self.ui.statusLabel.text = "Done."
+            self.ui.statusLabel.text = summary
+
+    def onEditStoredPoints(self) -> None:
+        """Bring back the points stored with the target segment, so that its template can be edited."""
+        from WeakAnnotateLib.errors import InputError
+
+        p = self._parameterNode
+        try:
+            p.surfacePoints = self.logic.pointsFromSegment(p.outputSegmentation, p.targetSegmentName)
+        except InputError as error:
+            self.ui.statusLabel.text = str(error)
+            return
+        self.onAutoUpdate()
 
 
 #
@@ -175,29 +232,113 @@ class SurfaceTemplateLogic(ScriptedLoadableModuleLogic):
     """
 
     MINIMUM_POINTS = 5
+    POINT_EVENTS = (
+        slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
+        slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent,
+        slicer.vtkMRMLMarkupsNode.PointRemovedEvent,
+    )
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the warm surface, its model node and the effort clocks (e.g. when the scene closes)."""
+        self.surface = None
+        self.modelNode = None
+        self._firstPointTime = {}  # point list node ID → time.monotonic() of its first placed point
 
     def getParameterNode(self):
         return SurfaceTemplateParameterNode(super().getParameterNode())
 
-    def process(self, inputVolume, surfacePoints, outputSegmentation) -> None:
-        """Check the inputs, then fit the template to the points and write it into ``outputSegmentation``."""
+    def notePointsEdited(self, pointsNode) -> None:
+        """Start the effort clock of a point list at its first placed point (reset when it is emptied)."""
+        import time
+
+        if pointsNode is None:
+            return
+        nodeId = pointsNode.GetID()
+        if pointsNode.GetNumberOfDefinedControlPoints() == 0:
+            self._firstPointTime.pop(nodeId, None)
+        elif nodeId not in self._firstPointTime:
+            self._firstPointTime[nodeId] = time.monotonic()
+
+    def effortSeconds(self, pointsNode):
+        """Seconds since the first point of ``pointsNode`` was placed, or None if not seen placing."""
+        import time
+
+        start = self._firstPointTime.get(pointsNode.GetID()) if pointsNode is not None else None
+        return None if start is None else time.monotonic() - start
+
+    def updatePreview(self, inputVolume, surfacePoints) -> str:
+        """Deform the (warm) template through the current points and show it as a model; returns a status line."""
+        import time
+
+        from WeakAnnotateLib.active_surface import ActiveSurface
         from WeakAnnotateLib.errors import InputError
-        from WeakAnnotateLib.mrml_adapter import points_of_node
+        from WeakAnnotateLib.mrml_adapter import geometry_of_node, points_of_node
+        from WeakAnnotateLib.slicer_runtime import get_runtime
+        from WeakAnnotateLib.surface_template import update_model_node
 
         if inputVolume is None or inputVolume.GetImageData() is None:
             raise InputError("Select an input volume with image data.")
-        if outputSegmentation is None:
-            raise InputError("Select or create an output segmentation.")
         points, _ = points_of_node(surfacePoints)
         if len(points) < self.MINIMUM_POINTS:
-            raise InputError(
-                f"Place at least {self.MINIMUM_POINTS} points on the object's surface (25 or more work best); "
-                f"{len(points)} are placed."
-            )
-        raise NotImplementedError("Surface template fitting arrives in a later release.")
+            raise InputError(f"{len(points)} of at least {self.MINIMUM_POINTS} points placed; keep placing.")
+        start = time.perf_counter()
+        if self.surface is None:
+            self.surface = ActiveSurface()
+        self.surface.geometry = geometry_of_node(inputVolume)
+        self.surface.set_points(points)
+        self.surface.update()
+        self.modelNode = update_model_node(get_runtime(), self.surface, self.modelNode)
+        milliseconds = 1000.0 * (time.perf_counter() - start)
+        return f"{len(points)} points: template updated in {milliseconds:.0f} ms."
+
+    def process(self, inputVolume, surfacePoints, outputSegmentation, targetSegmentName: str = "Object") -> str:
+        """Fit the template to the points and write it into ``targetSegmentName``; returns a one-line summary.
+
+        The computation is WeakAnnotateLib.surface_template.surface_template_from_nodes (the same the web app
+        and the tests use); this adds the warm surface, the preview model and the effort clock.
+        """
+        from WeakAnnotateLib.colors import segment_color
+        from WeakAnnotateLib.errors import InputError
+        from WeakAnnotateLib.slicer_runtime import get_runtime
+        from WeakAnnotateLib.surface_template import surface_template_from_nodes, update_model_node
+
+        if surfacePoints is None:
+            raise InputError("Select or create the point list holding the surface points.")
+        name = (targetSegmentName or "").strip() or "Object"
+        seconds = self.effortSeconds(surfacePoints)
+        _segmentId, surface = surface_template_from_nodes(
+            get_runtime(),
+            inputVolume,
+            surfacePoints,
+            outputSegmentation,
+            name,
+            segment_color(name),
+            surface=self.surface,
+            effort_seconds=seconds,
+        )
+        self.surface = surface
+        self.modelNode = update_model_node(get_runtime(), surface, self.modelNode)
+        effort = f", {seconds:.0f} s of annotation" if seconds is not None else ""
+        return f"Segment '{name}' from {len(surface.points)} points{effort}."
+
+    def pointsFromSegment(self, segmentationNode, segmentName: str):
+        """A point list holding the points stored with a segment by a previous Apply."""
+        from WeakAnnotateLib.errors import InputError
+        from WeakAnnotateLib.mrml_adapter import add_points_node
+        from WeakAnnotateLib.slicer_runtime import get_runtime
+        from WeakAnnotateLib.surface_template import stored_surface_points
+
+        if segmentationNode is None:
+            raise InputError("Select the segmentation that holds the segment.")
+        segmentId = segmentationNode.GetSegmentation().GetSegmentIdBySegmentName(segmentName)
+        points = stored_surface_points(segmentationNode, segmentId) if segmentId else None
+        if points is None:
+            raise InputError(f"Segment '{segmentName}' has no stored surface points; place new points.")
+        return add_points_node(get_runtime(), points, name=f"{segmentName} surface points")
 
 
 #

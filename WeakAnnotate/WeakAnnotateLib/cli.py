@@ -14,7 +14,9 @@ from collections.abc import Sequence
 
 from .errors import InputError
 
-COMMAND_MODULES = ("evaluate", "simulate", "demo", "extreme_points", "dataset", "train", "predict", "serve")
+COMMAND_MODULES = (
+    "evaluate", "simulate", "demo", "extreme_points", "dataset", "train", "predict", "serve", "surface_template",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
