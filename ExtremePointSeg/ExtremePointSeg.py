@@ -330,14 +330,14 @@ class ExtremePointSegLogic(ScriptedLoadableModuleLogic):
     def pointsFromSegment(self, segmentationNode, segmentName: str):
         """A point list holding the six points stored with a segment by a previous Apply."""
         from WeakAnnotateLib.errors import InputError
-        from WeakAnnotateLib.extreme_points import stored_points
+        from WeakAnnotateLib.extreme_points import stored_extreme_points
         from WeakAnnotateLib.mrml_adapter import add_points_node
         from WeakAnnotateLib.slicer_runtime import get_runtime
 
         if segmentationNode is None:
             raise InputError("Select the segmentation that holds the segment.")
         segmentId = segmentationNode.GetSegmentation().GetSegmentIdBySegmentName(segmentName)
-        points = stored_points(segmentationNode, segmentId) if segmentId else None
+        points = stored_extreme_points(segmentationNode, segmentId) if segmentId else None
         if points is None:
             raise InputError(f"Segment '{segmentName}' has no stored extreme points; place six new points.")
         node = add_points_node(get_runtime(), points, name=f"{segmentName} extreme points")

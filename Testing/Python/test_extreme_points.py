@@ -18,14 +18,13 @@ from WeakAnnotateLib.extreme_points import (
     ExtremePointSegmenter,
     normalise_intensities,
     pair_points,
-    points_from_tag,
-    points_tag_value,
     scribble_inside_fraction,
     segment_extreme_points,
     validate_points,
 )
 from WeakAnnotateLib.image_io import Image, read_image
 from WeakAnnotateLib.metrics import dice
+from WeakAnnotateLib.mrml_adapter import points_from_tag, points_tag_value
 from WeakAnnotateLib.random_walker import available_backends, random_walker
 from WeakAnnotateLib.simulate import extreme_points
 
@@ -129,7 +128,7 @@ def test_pairing_does_not_depend_on_order(pet: tuple[Image, np.ndarray]) -> None
 
 def test_points_tag_round_trip() -> None:
     pts = np.arange(18, dtype=float).reshape(6, 3)
-    assert np.allclose(points_from_tag(points_tag_value(pts, [(0, 1), (2, 3), (4, 5)])), pts)
+    assert np.allclose(points_from_tag(points_tag_value(pts, pairs=[[0, 1], [2, 3], [4, 5]])), pts)
 
 
 # --- pipeline on real cases ---------------------------------------------------------------------------
@@ -279,7 +278,7 @@ def test_segmenter_rejects_2d_array() -> None:
 
 
 def test_segment_from_nodes(runtime, pet: tuple[Image, np.ndarray]) -> None:  # noqa: ANN001
-    from WeakAnnotateLib.extreme_points import segment_from_nodes, stored_points
+    from WeakAnnotateLib.extreme_points import segment_from_nodes, stored_extreme_points
     from WeakAnnotateLib.mrml_adapter import add_points_node, add_segmentation_node, add_volume_node, segment_mask
 
     rt = runtime
@@ -297,7 +296,7 @@ def test_segment_from_nodes(runtime, pet: tuple[Image, np.ndarray]) -> None:  # 
     segment_id, result = segment_from_nodes(rt, volume, good, seg_node, "lesion", color=(1.0, 0.5, 0.0))
     mask = segment_mask(seg_node, segment_id, image.geometry)
     assert np.array_equal(mask, result.mask)
-    assert np.allclose(stored_points(seg_node, segment_id), points)
+    assert np.allclose(stored_extreme_points(seg_node, segment_id), points)
 
 
 def test_the_compiled_kernel_is_built() -> None:

@@ -29,7 +29,6 @@ Measurements behind every default are in ``docs/extreme_points.md``.
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -483,33 +482,11 @@ def scribble_inside_fraction(result: ExtremePointResult, reference: np.ndarray) 
 # --- nodes (Slicer panel, web app) --------------------------------------------------------------------
 
 
-def points_tag_value(points_ras: np.ndarray, pairs: Sequence[tuple[int, int]] | None = None) -> str:
-    """JSON stored on the segment as tag ``WeakAnnotate.ExtremePoints``: RAS points, to re-open and edit."""
-    doc: dict[str, Any] = {"version": 1, "coordinateSystem": "RAS", "points": np.asarray(points_ras).tolist()}
-    if pairs is not None:
-        doc["pairs"] = [list(map(int, pr)) for pr in pairs]
-    return json.dumps(doc)
-
-
-def points_from_tag(value: str) -> np.ndarray:
-    """The RAS points stored by :func:`points_tag_value`."""
-    try:
-        doc = json.loads(value)
-        pts = np.asarray(doc["points"], dtype=float).reshape(-1, 3)
-    except (ValueError, KeyError, TypeError) as e:
-        raise InputError(f"The segment's {POINTS_TAG} tag is not valid JSON points ({e}).") from None
-    return pts
-
-
-def stored_points(segmentation_node: Any, segment_id: str) -> np.ndarray | None:
+def stored_extreme_points(segmentation_node: Any, segment_id: str) -> np.ndarray | None:
     """The RAS clicks a segment was made from (its ``WeakAnnotate.ExtremePoints`` tag), or None."""
-    import vtk
+    from .mrml_adapter import stored_points
 
-    segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
-    value = vtk.mutable("")
-    if segment is None or not segment.GetTag(POINTS_TAG, value):
-        return None
-    return points_from_tag(str(value))
+    return stored_points(segmentation_node, segment_id, POINTS_TAG)
 
 
 def segment_from_nodes(
@@ -524,9 +501,9 @@ def segment_from_nodes(
     """Segment from a volume node and a point list node into ``segment_name`` of ``segmentation_node``.
 
     Everything is computed before the scene is touched, so an error leaves the scene as it was. The points
-    are stored on the segment as tag ``WeakAnnotate.ExtremePoints`` (see :func:`points_tag_value`).
+    are stored on the segment as tag ``WeakAnnotate.ExtremePoints`` (see :func:`~.mrml_adapter.points_tag_value`).
     """
-    from .mrml_adapter import image_of_node, points_of_node, scene_change, set_segment_mask
+    from .mrml_adapter import image_of_node, points_of_node, points_tag_value, scene_change, set_segment_mask
 
     image = image_of_node(volume_node)
     points, _labels = points_of_node(points_node)
@@ -536,7 +513,9 @@ def segment_from_nodes(
         existed = bool(segmentation.GetSegmentIdBySegmentName(segment_name))
         segment_id = set_segment_mask(rt, segmentation_node, result.mask, image.geometry, segment_name, color)
         try:
-            segmentation.GetSegment(segment_id).SetTag(POINTS_TAG, points_tag_value(points, result.pairs))
+            segmentation.GetSegment(segment_id).SetTag(
+                POINTS_TAG, points_tag_value(points, pairs=[list(map(int, pr)) for pr in result.pairs])
+            )
         except Exception:
             if not existed:
                 segmentation.RemoveSegment(segment_id)

@@ -8,6 +8,7 @@ it was, and a successful change is one undo step in desktop Slicer.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,6 +215,29 @@ def segment_mask(segmentation_node: Any, segment_id: str, geometry: Geometry) ->
     )
     # GetBinaryLabelmapRepresentation extracts this one segment as 0/1, even from a shared labelmap.
     return _array_of(resampled) != 0
+
+
+def points_tag_value(points_ras: np.ndarray, **extra: Any) -> str:
+    """JSON that keeps the RAS points an annotation was made from on its segment, to re-open and edit it."""
+    doc: dict[str, Any] = {"version": 1, "coordinateSystem": "RAS", "points": np.asarray(points_ras).tolist(), **extra}
+    return json.dumps(doc)
+
+
+def points_from_tag(value: str, tag: str = "points") -> np.ndarray:
+    """The (N, 3) RAS points in a value written by :func:`points_tag_value`."""
+    try:
+        return np.asarray(json.loads(value)["points"], dtype=float).reshape(-1, 3)
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(f"The segment's {tag} tag does not hold valid JSON points ({e}).") from None
+
+
+def stored_points(segmentation_node: Any, segment_id: str, tag: str) -> np.ndarray | None:
+    """The RAS points kept on a segment under ``tag``, or None if it has none."""
+    segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
+    value = vtk.mutable("")
+    if segment is None or not segment.GetTag(tag, value):
+        return None
+    return points_from_tag(str(value), tag)
 
 
 def segment_ids(segmentation_node: Any) -> list[str]:

@@ -129,7 +129,7 @@ def test_extreme_points_node(rt: SlicerRuntime) -> None:
 
 def test_extreme_point_segmentation_on_nodes(rt: SlicerRuntime) -> None:
     from .errors import InputError
-    from .extreme_points import segment_from_nodes, stored_points
+    from .extreme_points import segment_from_nodes, stored_extreme_points
 
     image, mask = sample()
     volume = add_volume_node(rt, image, "sample")
@@ -140,7 +140,7 @@ def test_extreme_point_segmentation_on_nodes(rt: SlicerRuntime) -> None:
     score = dice(mask, segment_mask(segmentation, segment_id, image.geometry))
     # Measured 0.79 on the PET sample and 0.9+ on the phantom (docs/extreme_points.md); 0.6 catches breakage.
     _check(score > 0.6, f"extreme-point segmentation Dice {score:.3f} against the reference")
-    kept = stored_points(segmentation, segment_id)
+    kept = stored_extreme_points(segmentation, segment_id)
     _check(kept is not None and np.abs(kept - points).max() < 1e-6, "the points were not stored with the segment")
 
     before = rt.scene.GetNumberOfNodes()

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,23 +23,11 @@ EFFORT_CLICKS_TAG = "WeakAnnotate.EffortClicks"
 EFFORT_SECONDS_TAG = "WeakAnnotate.EffortSeconds"
 
 
-def points_tag_value(points_ras: np.ndarray) -> str:
-    """JSON stored on the segment: the RAS points, to re-open and edit the template."""
-    return json.dumps({"version": 1, "coordinateSystem": "RAS", "points": np.asarray(points_ras).tolist()})
-
-
 def stored_surface_points(segmentation_node: Any, segment_id: str) -> np.ndarray | None:
     """The RAS points a segment's template was fitted to, or None if it has none."""
-    import vtk
+    from .mrml_adapter import stored_points
 
-    segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
-    value = vtk.mutable("")
-    if segment is None or not segment.GetTag(POINTS_TAG, value):
-        return None
-    try:
-        return np.asarray(json.loads(str(value))["points"], dtype=float).reshape(-1, 3)
-    except (ValueError, KeyError, TypeError) as e:
-        raise InputError(f"The segment's {POINTS_TAG} tag is not valid JSON points ({e}).") from None
+    return stored_points(segmentation_node, segment_id, POINTS_TAG)
 
 
 def update_model_node(rt: Any, surface: ActiveSurface, model_node: Any = None, name: str = "Surface template") -> Any:
@@ -81,7 +68,7 @@ def surface_template_from_nodes(
     ``surface``: a warm surface to update (the panel's), else a new one is fitted. ``effort_seconds``: time
     from the first point placed to Apply, stored with the number of points as the annotation effort.
     """
-    from .mrml_adapter import image_of_node, points_of_node, scene_change, set_segment_mask
+    from .mrml_adapter import image_of_node, points_of_node, points_tag_value, scene_change, set_segment_mask
 
     if volume_node is None or volume_node.GetImageData() is None:
         raise InputError("Select an input volume with image data.")
