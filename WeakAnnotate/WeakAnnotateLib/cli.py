@@ -16,6 +16,7 @@ from .errors import InputError
 
 COMMAND_MODULES = (
     "evaluate", "simulate", "demo", "extreme_points", "dataset", "train", "predict", "serve", "surface_template",
+    "box_correct",
 )  # fmt: skip
 
 

@@ -18,9 +18,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..training.box_correction import is_box_job, run_box_job
     from ..training.job_spec import load_spec, validate
     from ..training.worker import main as worker_main
 
+    if is_box_job(args.job):  # the box-correction patch classifier: its own short job (training/box_correction.py)
+        return run_box_job(args.job, resume=args.resume)
     # Rejected before anything starts, with the field named (InputError → exit status 2).
     validate(load_spec(args.job), resume=args.resume)
     worker_args = [args.job] + (["--resume"] if args.resume else [])

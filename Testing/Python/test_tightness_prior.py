@@ -1,0 +1,154 @@
+"""Log-barrier box constraints (tightness prior, emptiness, size): values by hand, bands, a tiny optimisation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from WeakAnnotateLib.errors import InputError
+from WeakAnnotateLib.tightness_prior import (
+    BoxPriorLoss,
+    barrier_t,
+    box_masks,
+    build_bands,
+    constraint_violations,
+    emptiness_loss,
+    log_barrier,
+    masked_cross_entropy,
+    size_loss,
+    slice_box_problem,
+    tightness_loss,
+)
+
+
+@pytest.mark.parametrize("t", [5.0, 12.3])
+def test_log_barrier_values_and_gradients_on_both_sides(t: float) -> None:
+    z = torch.tensor([-2.0, -0.5, 0.0, 0.7], dtype=torch.float64, requires_grad=True)
+    psi = log_barrier(z, t)
+    psi.sum().backward()
+    junction = -1.0 / t**2
+    expected = [
+        -math.log(2.0) / t,
+        -math.log(0.5) / t,
+        t * 0.0 - math.log(1 / t**2) / t + 1 / t,
+        t * 0.7 - math.log(1 / t**2) / t + 1 / t,
+    ]
+    assert all(zz < junction for zz in (-2.0, -0.5))
+    assert psi.detach().tolist() == pytest.approx(expected)
+    assert z.grad.tolist() == pytest.approx([-1 / (t * -2.0), -1 / (t * -0.5), t, t])
+    assert torch.isfinite(z.grad).all()
+
+
+def test_log_barrier_is_continuous_with_continuous_slope_at_the_junction() -> None:
+    t = 5.0
+    j = -1.0 / t**2
+    z = torch.tensor([j - 1e-9, j, j + 1e-9], dtype=torch.float64, requires_grad=True)
+    psi = log_barrier(z, t)
+    psi.sum().backward()
+    assert psi[0].item() == pytest.approx(psi[2].item(), abs=1e-7)
+    assert psi[1].item() == pytest.approx(-math.log(1 / t**2) / t)
+    assert z.grad.tolist() == pytest.approx([t, t, t], rel=1e-6)
+
+
+def test_log_barrier_schedule_and_bad_t() -> None:
+    assert barrier_t(0) == 5.0
+    assert barrier_t(3) == pytest.approx(5.0 * 1.1**3)
+    with pytest.raises(InputError):
+        log_barrier(torch.zeros(1), 0.0)
+
+
+def test_bands_with_remainder_and_widths() -> None:
+    # a 7-column x 3-row box: vertical bands of 5 + 2 columns, horizontal bands: one of 3 rows (remainder only)
+    bands = build_bands([[(2, 1, 4, 7)]], (10, 10), width=5)
+    assert bands.width.tolist() == [5.0, 2.0, 3.0]
+    probs = torch.zeros(1, 10, 10)
+    probs[0, 3, 1:8] = 1.0  # one full row crossing the box
+    assert bands.sums(probs).tolist() == [5.0, 2.0, 7.0]
+    # each box pixel is in exactly one vertical and one horizontal band
+    assert bands.pixel.numel() == 2 * 3 * 7
+
+
+def test_bands_at_image_borders_are_clipped() -> None:
+    bands = build_bands([[(-3, 7, 2, 14)]], (6, 10), width=2)  # rows 0..2, cols 7..9 after clipping
+    assert bands.width.tolist() == [2.0, 1.0, 2.0, 1.0]
+    probs = torch.ones(1, 6, 10)
+    assert bands.sums(probs).tolist() == [6.0, 3.0, 6.0, 3.0]
+    with pytest.raises(InputError, match="outside"):
+        build_bands([[(7, 0, 9, 3)]], (6, 10))
+    with pytest.raises(InputError, match="zero extent"):
+        build_bands([[(3, 3, 2, 5)]], (6, 10))
+
+
+def test_bands_of_several_images_and_boxes_in_one_pass() -> None:
+    bands = build_bands([[(0, 0, 4, 4)], [(0, 0, 1, 1), (5, 5, 9, 9)]], (10, 10), width=5)
+    assert bands.count == 2 + 2 + 2
+    probs = torch.zeros(2, 10, 10)
+    probs[1, 5:10, 5:10] = 0.5
+    assert bands.sums(probs).tolist() == [0, 0, 0, 0, 12.5, 12.5]
+    # wrong shape is refused, not silently broadcast
+    with pytest.raises(InputError):
+        bands.sums(torch.zeros(1, 10, 10))
+
+
+def test_emptiness_size_and_masked_ce_by_hand() -> None:
+    t = 5.0
+    inside = box_masks([[(1, 1, 2, 2)]], (4, 4))  # 4 pixels inside, 12 outside
+    probs = torch.zeros(1, 4, 4, dtype=torch.float64)
+    probs[0, 1:3, 1:3] = 0.5  # Σ inside = 2
+    probs[0, 0, 0] = 0.25  # Σ outside = 0.25
+    psi = lambda z: log_barrier(torch.tensor(z, dtype=torch.float64), t).item()  # noqa: E731
+    assert emptiness_loss(probs, inside, t).item() == pytest.approx(psi(0.25))
+    assert emptiness_loss(probs, inside, t).item() == pytest.approx(5 * 0.25 - math.log(1 / 25) / 5 + 1 / 5)
+    # size: ε|Ω_I| − Σs = 0.4 − 2.25, Σs − |Ω_I| = 2.25 − 4
+    assert size_loss(probs, inside, t, epsilon=0.1).item() == pytest.approx(psi(0.4 - 2.25) + psi(2.25 - 4))
+    assert masked_cross_entropy(probs, inside).item() == pytest.approx(-math.log(0.75))
+    v = constraint_violations(probs, build_bands([[(1, 1, 2, 2)]], (4, 4), 5), inside)
+    assert v["emptiness_max"] == pytest.approx(0.25)
+    assert v["tightness_violated"] == 0  # each band of 2 lines holds 4 x 0.5 = 2.0, exactly what it needs
+    probs[0, 1, 1:3] = 0.25  # now the column band and the row band each hold 1.5: both short by 0.5
+    v = constraint_violations(probs, build_bands([[(1, 1, 2, 2)]], (4, 4), 5), inside)
+    assert v["tightness_violated"] == 2 and v["tightness_max"] == pytest.approx(0.5)
+
+
+def test_tightness_loss_sums_barriers() -> None:
+    bands = build_bands([[(0, 0, 1, 1)]], (3, 3), width=5)  # 2 bands (2 columns, 2 rows), each needs 2
+    probs = torch.full((1, 3, 3), 0.75, dtype=torch.float64)  # each band holds 3 → z = −1
+    expected = 2 * log_barrier(torch.tensor(-1.0, dtype=torch.float64), 5.0).item()
+    assert tightness_loss(probs, bands, 5.0).item() == pytest.approx(expected)
+
+
+def test_slice_box_problem_from_slice_boxes() -> None:
+    from types import SimpleNamespace
+
+    sb = [SimpleNamespace(slice_index=4, lo=(1, 2), hi=(3, 8)), SimpleNamespace(slice_index=5, lo=(0, 0), hi=(0, 0))]
+    bands, inside, slices = slice_box_problem(sb, (10, 10), width=5)
+    assert slices == [4, 5]
+    assert inside.sum(dim=(1, 2)).tolist() == [21, 1]
+    assert bands.width.tolist() == [5.0, 2.0, 3.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("background", ["emptiness", "masked_ce"])
+def test_tiny_optimisation_satisfies_the_constraints(background: str) -> None:
+    torch.manual_seed(0)
+    shape = (20, 20)
+    boxes = [[(4, 6, 15, 13)]]
+    bands = build_bands(boxes, shape, width=5)
+    inside = box_masks(boxes, shape)
+    logits = torch.zeros(1, *shape, requires_grad=True)
+    loss_fn = BoxPriorLoss(background=background)
+    opt = torch.optim.Adam([logits], lr=0.05)
+    for step in range(400):
+        t = barrier_t(step // 20)  # one "epoch" = 20 steps
+        opt.zero_grad()
+        loss = loss_fn(torch.sigmoid(logits), bands, inside, t)
+        loss.backward()
+        opt.step()
+    probs = torch.sigmoid(logits.detach())
+    v = constraint_violations(probs, bands, inside)
+    assert v["tightness_violated"] == 0, v
+    assert v["size_low_max"] == 0 and v["size_high_max"] == 0, v
+    # Σ s ≤ 0 holds only in the limit for a sigmoid: ask for less than one pixel's worth of foreground
+    # spread over the 304 outside pixels (emptiness), and under 3 % per pixel for the weaker masked CE.
+    n_outside = int((~inside).sum())
+    assert v["emptiness_max"] < (1.0 if background == "emptiness" else 0.03 * n_outside), v
