@@ -217,3 +217,133 @@ def test_five_points_on_a_small_grid() -> None:
     _closed_genus0(surface.vertices, surface.faces)
     assert surface.point_distances().max() < 0.5
     assert surface.rasterize().sum() > 1000
+
+
+def _brute_force_crossings(vertices: np.ndarray, faces: np.ndarray) -> set[tuple[int, int]]:
+    """Every (edge, face) pair sharing no vertex, no broad phase: the reference for the fast broad phase."""
+    edges, _ = mesh_edges(faces)
+    found: set[tuple[int, int]] = set()
+    fi_all = np.arange(len(faces))
+    for e, (i, j) in enumerate(edges):
+        fi = fi_all[~((faces == i) | (faces == j)).any(axis=1)]
+        a, b = vertices[i], vertices[j]
+        t0, t1, t2 = vertices[faces[fi, 0]], vertices[faces[fi, 1]], vertices[faces[fi, 2]]
+        # The same arithmetic per pair as the shipped narrow phase, so that touching (degenerate) pairs of the
+        # noise-free folded meshes round the same way; what is tested is that no pair is skipped.
+        d, e1, e2 = np.broadcast_to(b - a, t0.shape), t1 - t0, t2 - t0
+        h = np.cross(d, e2)
+        det = np.einsum("ij,ij->i", e1, h)
+        ok = np.abs(det) > 1e-12 * np.maximum(1.0, np.abs(e1).max(axis=1) ** 2 * np.abs(d).max(axis=1))
+        inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+        s = a - t0
+        u = inv * np.einsum("ij,ij->i", s, h)
+        q = np.cross(s, e1)
+        w = inv * np.einsum("ij,ij->i", d, q)
+        t = inv * np.einsum("ij,ij->i", e2, q)
+        hit = ok & (u >= 0) & (w >= 0) & (u + w <= 1) & (t > 0) & (t < 1)
+        found.update((e, int(f)) for f in fi[hit])
+    return found
+
+
+def test_fast_broad_phase_finds_every_crossing() -> None:
+    """Random deformations of levels 2–3 (smooth, noisy and folded: a cap pushed through the sphere): the
+    size-class broad phase finds exactly the crossings of an all-pairs search, and clean surfaces stay clean."""
+    rng = np.random.default_rng(0)
+    clean = crossing = 0
+    for level in (2, 3):
+        unit, faces = icosphere(level)
+        for trial in range(12):
+            v = unit * rng.uniform(5, 30, size=3)  # anisotropic ellipsoid
+            v = v + rng.normal(scale=[0.0, 0.05, 0.3, 1.0][trial % 4], size=v.shape) * np.abs(v).mean()
+            if trial % 3 == 2:  # fold: push a cap through the opposite side
+                cap = unit[:, 2] > rng.uniform(0.3, 0.8)
+                v[cap, 2] -= rng.uniform(1.2, 2.2) * np.abs(v[:, 2]).max()
+            fast = {tuple(map(int, p)) for p in edge_triangle_crossings(v, faces)}
+            assert fast == _brute_force_crossings(v, faces), (level, trial)
+            clean += not fast
+            crossing += bool(fast)
+    assert clean >= 3 and crossing >= 3, (clean, crossing)
+
+
+def test_symmetry_columns_equal_direct_solves() -> None:
+    """Columns gathered through the icosphere's rotations equal triangular solves (levels 2–4)."""
+    from WeakAnnotateLib.active_surface import TemplateMesh
+
+    rng = np.random.default_rng(1)
+    for level in (2, 3, 4):
+        mesh = TemplateMesh(level, 1e-4)
+        assert len(np.unique(mesh.representative)) <= len(mesh.unit_vertices) // 60 + 3
+        chosen = rng.choice(len(mesh.unit_vertices), 15, replace=False)
+        mesh.ensure_columns(chosen)
+        rhs = np.zeros((len(mesh.unit_vertices), 15))
+        rhs[chosen, np.arange(15)] = 1.0
+        direct = mesh.factor.solve(rhs)
+        np.testing.assert_allclose(mesh.columns(chosen), direct, atol=1e-9 * np.abs(direct).max())
+
+
+# --- Weak-Net (training/weak_net.py) -------------------------------------------------------------------
+
+
+def test_weak_net_trains_from_surface_points_and_predicts(tmp_path: Path) -> None:
+    """Tiny job: 2 real PET crops with 50 simulated surface points, 1 epoch of 32³ windows → model.json whose
+    network is U-Net 1 + U-Net 2, γ recorded; predict runs U-Net 1 alone on the image grid."""
+    import json
+
+    import torch
+    from WeakAnnotateLib.prediction import load_model, predict_file
+    from WeakAnnotateLib.training.weak_net import WeakNetModule, surface_point_dataset
+    from WeakAnnotateLib.training.worker import main as worker_main
+
+    torch.set_num_threads(1)
+    cases = ["ibsi_STS_001_PET", "ibsi_STS_002_PET"]
+    ds = surface_point_dataset(tmp_path / "ds", cases, points=50)
+    spec = {
+        "dataset": str(ds.root), "output": str(tmp_path / "job"), "method": "weak_net", "epochs": 1,
+        "steps_per_epoch": 2, "batch_size": 1, "patch_size": [32, 32, 32], "channels": [4, 8, 16],
+        "spacing_mm": 4.0, "device": "cpu", "train_cases": cases[:1], "validation_cases": cases[1:],
+        "weak_net_threshold": 0.4,
+    }  # fmt: skip
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps(spec), encoding="utf-8")
+    assert worker_main([str(job)]) == 0
+    info = json.loads((tmp_path / "job" / "model.json").read_text(encoding="utf-8"))
+    assert info["method"] == "weak_net" and info["network"]["reconstruction"] and info["network"]["threshold"] == 0.4
+    assert info["data"]["train_cases"][0]["target"].startswith("surface points")
+    template = np.load(tmp_path / "job" / "targets" / "templates" / f"{cases[0]}.npy")
+    assert set(np.unique(template)) <= {0.0, 1.0, 2.0, 3.0} and (template == 3).any() and (template == 2).any()
+    model = load_model(tmp_path / "job")
+    assert isinstance(model.net, WeakNetModule)
+    entry = ds.case(cases[1])
+    out = predict_file(
+        tmp_path / "job", ds.path(entry.image), tmp_path / "mask.nii.gz", ds.path(entry.annotations["surface_points"])
+    )
+    assert read_image(tmp_path / "mask.nii.gz").geometry.same_grid(read_image(ds.path(entry.image)).geometry)
+    assert out["voxels"] >= 0
+
+
+def test_weak_net_loss_and_spec_fields(tmp_path: Path) -> None:
+    """λ = 0 is CE against the template alone; the MSE term weighs the band 10× more; bad λ/d/γ name the field."""
+    import json
+
+    import torch
+    from WeakAnnotateLib.training.job_spec import spec_from_dict
+    from WeakAnnotateLib.training.weak_net import template_with_band, validate_weak_net, weak_net_loss
+
+    template = np.zeros((9, 9, 9), np.float32)
+    template[3:6, 3:6, 3:6] = 1
+    stored = template_with_band(template, (2.0, 2.0, 2.0), 2.0)
+    assert stored[4, 4, 4] == 1 and stored[0, 0, 0] == 0 and stored[3, 4, 4] == 3 and stored[2, 4, 4] == 2
+    y = torch.from_numpy(stored)[None, None]
+    logits = torch.zeros_like(y)
+    image = torch.rand_like(y)
+    ce = weak_net_loss(logits, image, y, None, 0.0)
+    assert torch.isclose(ce, torch.tensor(np.log(2.0), dtype=ce.dtype))
+    assert torch.isclose(weak_net_loss(logits, image, y, image + 0.1, 0.0), ce)  # λ = 0: no MSE
+    in_band = weak_net_loss(logits, image, y, image + 0.1 * (y >= 2), 1e-4) - ce
+    off_band = weak_net_loss(logits, image, y, image + 0.1 * (y < 2), 1e-4) - ce
+    assert in_band / (y >= 2).sum() > 9 * off_band / (y < 2).sum()
+    ds = tmp_path / "ds"
+    for field_name, value in (("weak_net_lambda", -1.0), ("weak_net_distance_mm", 0.0), ("weak_net_threshold", 1.0)):
+        doc = {"dataset": str(ds), "output": str(tmp_path / "o"), "method": "weak_net", field_name: value}
+        with pytest.raises(InputError, match=field_name):
+            validate_weak_net(spec_from_dict(json.loads(json.dumps(doc))))

@@ -32,7 +32,7 @@ from .geometry import Geometry
 from .image_io import Image, read_image, select_label, write_image
 
 MANIFEST = "dataset.json"
-ANNOTATION_KINDS = ("extreme_points", "box")
+ANNOTATION_KINDS = ("extreme_points", "box", "surface_points")
 
 
 # --- manifest -----------------------------------------------------------------------------------------
@@ -196,6 +196,13 @@ def object_bounds(
 
         lo, hi = box_index_bounds(read_box(dataset.path(bx), geometry=geometry), geometry)
         return lo, hi, None
+    sp = entry.annotations.get("surface_points")
+    if sp:  # Weak-Net: the points lie on the object's surface, so their box is the object's box
+        from .markups_io import read_points
+
+        surface, _ = read_points(dataset.path(sp), min_count=5, geometry=geometry, what="surface points")
+        index = geometry.ras_to_index(surface, what="surface point")
+        return index.min(axis=0), index.max(axis=0), None
     if entry.reference:
         mask = read_reference(dataset, entry, geometry)
         coords = np.argwhere(mask)

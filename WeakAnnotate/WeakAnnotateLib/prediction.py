@@ -30,14 +30,27 @@ def build_network(config: dict[str, Any]) -> Any:
     from monai.networks.nets import UNet
 
     channels = tuple(int(c) for c in config["channels"])
-    return UNet(
+    extra = {"act": config["act"]} if config.get("act") else {}  # pet_box: SELU (paper); default PReLU
+    net = UNet(
         spatial_dims=3,
         in_channels=int(config["in_channels"]),
         out_channels=1,
         channels=channels,
         strides=(2,) * (len(channels) - 1),
         num_res_units=int(config.get("num_res_units", 1)),
+        **extra,
     )
+    if config.get("input_norm") == "zscore":  # pet_box: zero mean, unit variance per window
+        import torch
+
+        from .training.pet_box import InputZScore
+
+        return torch.nn.Sequential(InputZScore(), net)
+    if config.get("reconstruction"):  # weak_net: U-Net 2 trains beside it; forward(x) is still U-Net 1 alone
+        from .training.weak_net import WeakNetModule, build_reconstructor
+
+        return WeakNetModule(net, build_reconstructor(config))
+    return net
 
 
 @dataclass
@@ -131,7 +144,7 @@ def predict_image(
     prob = resample(prob, grid.shape)
     full = np.zeros(geometry.shape, np.float32)
     full[grid.slices] = prob
-    return full >= 0.5, full
+    return full >= float(cfg.get("threshold", 0.5)), full  # weak_net: γ; others 0.5
 
 
 def _device_of(net: Any) -> str:

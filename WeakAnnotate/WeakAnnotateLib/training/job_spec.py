@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import InputError
 
-METHODS = ("full_supervision", "extreme_point_network")
+METHODS = ("full_supervision", "extreme_point_network", "pet_box_dice", "pet_box_mdice_ms", "weak_net")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -49,6 +49,18 @@ class JobSpec:
     erosion_mm: float = 4.0  # paper: r = 4 (voxels of 1 mm) for both foreground and background
     beta: float = 130.0  # paper
     convergence: float = 0.01  # stop when 1 − Dice(consecutive round predictions) < this
+    # PET lesions from boxes (Afshari et al.; training/pet_box.py): pet_box_dice, pet_box_mdice_ms
+    init_model: str = ""  # a finished job (pet_box_dice) whose weights start this one; "" = random init
+    box_margin_mm: float = 13.75  # boxes simulated from the reference: tight box + this (box Dice ≈ 0.28)
+    mdice_alpha: float = 0.1  # α of the modified Dice's Heaviside switch
+    mdice_weight: float = 10.0  # β
+    ms_weight: float = 1.0  # λ
+    ms_epsilon: float = 0.03  # ε of the regularised Heaviside
+    ms_omega: list[float] = field(default_factory=lambda: [1.0, 3.0])  # ω1, ω2
+    # Weak-Net from surface points (issue 6; training/weak_net.py)
+    weak_net_lambda: float = 1e-4  # λ of L = CE + λ·MSE (paper: 1e-4); 0 = the template-alone ablation
+    weak_net_distance_mm: float = 4.0  # d: the MSE weight is high within d of the template's boundary
+    weak_net_threshold: float = 0.5  # γ: U-Net 1's output thresholded at this at inference
     # test hooks (documented; never needed in real use)
     fail_at_step: int = 0  # > 0: raise an error at this global step (a crashing worker)
     step_delay_s: float = 0.0  # sleep per step (so that a test can cancel mid-epoch)
@@ -231,6 +243,27 @@ def validate(spec: JobSpec, *, resume: bool = False) -> dict[str, Any]:
                 f"dataset: case {entry.id!r} has no extreme-point annotation; the extreme-point "
                 "network needs six clicks per training case."
             )
+        if spec.method == "weak_net" and not entry.annotations.get("surface_points"):
+            raise InputError(
+                f"dataset: case {entry.id!r} has no surface_points annotation; Weak-Net needs at least 5 "
+                "points on the object's surface per training case."
+            )
+        if (
+            spec.method.startswith("pet_box")
+            and not entry.reference
+            and not any(k.startswith("box") for k in entry.annotations)
+        ):
+            raise InputError(
+                f"dataset: case {entry.id!r} has no box annotation and no reference to simulate boxes from."
+            )
+    if spec.method.startswith("pet_box"):
+        from .pet_box import validate_pet_box
+
+        validate_pet_box(spec)
+    if spec.method == "weak_net":
+        from .weak_net import validate_weak_net
+
+        validate_weak_net(spec)
 
     out = spec.output_path
     if out.exists() and not out.is_dir():

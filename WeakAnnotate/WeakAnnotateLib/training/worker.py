@@ -158,6 +158,14 @@ def make_method(spec: JobSpec, cache: Any, split: dict[str, list[str]], output: 
         from .full_supervision import FullSupervision
 
         return FullSupervision(spec, cache, split, output)
+    if spec.method.startswith("pet_box"):
+        from .pet_box import PetBox
+
+        return PetBox(spec, cache, split, output)
+    if spec.method == "weak_net":
+        from .weak_net import WeakNet
+
+        return WeakNet(spec, cache, split, output)
     from .extreme_point_network import ExtremePointNetwork
 
     return ExtremePointNetwork(spec, cache, split, output)
@@ -186,6 +194,7 @@ class Trainer:
             "points_channel": self.method.points_channel,
             "sigma_mm": spec.sigma_mm,
             "method": spec.method,
+            **getattr(self.method, "network", {}),  # e.g. pet_box: SELU, z-scored input
         }
 
     # -- data --
@@ -288,6 +297,8 @@ class Trainer:
         torch.manual_seed(spec.seed + dist.rank)
         np.random.seed(spec.seed + dist.rank)
         net = build_network(self.config).to(dist.device)
+        if not resume and hasattr(self.method, "initialise"):
+            self.method.initialise(net)  # pet_box_mdice_ms: weights of a finished pet_box_dice job
         optimiser = torch.optim.Adam(net.parameters(), lr=spec.learning_rate)
         ckpt_path = self.output / "checkpoints" / "last.pt"
         state = {
@@ -344,7 +355,8 @@ class Trainer:
                 x = batch["input"].to(dist.device)
                 y = batch["target"].to(dist.device)
                 optimiser.zero_grad()
-                loss = loss_fn(model(x), y)
+                step_loss = getattr(self.method, "step_loss", None)  # a method with its own loss (pet_box)
+                loss = step_loss(model, x, y) if step_loss else loss_fn(model(x), y)
                 loss.backward()
                 optimiser.step()
                 state["step"] += 1
@@ -491,6 +503,8 @@ class Trainer:
         )
 
     def _target_name(self, case_id: str) -> str:
+        if hasattr(self.method, "target_name"):
+            return str(self.method.target_name)
         return "reference mask" if self.spec.method == "full_supervision" else "extreme points → random walker"
 
     def validate_native(self, net: Any) -> dict[str, Any]:

@@ -1,0 +1,168 @@
+"""PET lesions from boxes (Afshari et al.): the worker hooks of ``pet_box_dice`` and ``pet_box_mdice_ms``.
+
+* ``pet_box_dice``: the box-only baseline (paper's L_Dice): plain Dice (2) against the union of the boxes.
+* ``pet_box_mdice_ms``: L = β·L_MDice + λ·L_MS (formulas (1)–(7), :mod:`..pet_box_losses`), initialised from
+  a finished ``pet_box_dice`` model when ``init_model`` is given (paper: "we used the trained network on box
+  mask annotations to initialize the weights").
+
+Labels: every training case's boxes as integer regions (0 outside, 1..K) on its crop grid, written once to
+``targets/boxes/<case>.npy`` (streamed like the crops; a resumed job finds them). Boxes come from the case's
+box annotations (every annotation kind starting with ``box``: one ROI each), else they are simulated from the
+reference mask with :mod:`..pet_boxes` (one box per lesion grown by ``box_margin_mm``; the default gives the
+paper's box Dice of 28 %).
+
+Network (paper §3.4): the MONAI 3D U-Net with SELU activations and a sigmoid output; "feature maps divided
+by 4" is the job's ``channels`` (paper: 16-32-64-128-256; the tests use 4-8-16). Inputs are normalised to zero
+mean and unit variance per window inside the network (:class:`InputZScore`), so training windows, validation
+and ``predict`` see the same scaling. Augmentation (paper §4.1): random flips along every axis and Gaussian
+noise, on the fly in the training step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..atomic_files import atomic_output
+from ..errors import InputError
+from .job_spec import JobSpec
+
+NOISE_STD = 0.1  # Gaussian noise on the z-scored input (the paper gives no value)
+FLIP_P = 0.5  # probability of a flip along each axis
+
+
+class InputZScore(torch.nn.Module):
+    """Zero mean, unit variance per sample and channel: the paper's intensity normalisation, inside the net."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return zscore(x)
+
+
+def zscore(x: torch.Tensor) -> torch.Tensor:
+    dims = tuple(range(2, x.dim()))
+    mean = x.mean(dim=dims, keepdim=True)
+    std = x.std(dim=dims, keepdim=True).clamp(min=1e-6)
+    return (x - mean) / std
+
+
+def augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
+    """Random flips (each spatial axis, per batch) and Gaussian noise on the z-scored input; labels flip along."""
+    for axis in (2, 3, 4):
+        if float(torch.rand(1, generator=generator)) < FLIP_P:
+            x, y = x.flip(axis), y.flip(axis)
+    x = zscore(x)
+    noise = torch.randn(x.shape, generator=generator).to(x.device) * NOISE_STD
+    return x + noise, y
+
+
+class PetBox:
+    """Method hooks used by the worker (see :class:`~.full_supervision.FullSupervision`) plus step_loss."""
+
+    target = "pseudo"  # unused: every training case has its box labels in target_dir
+    target_name = "boxes (simulated from the reference unless annotated)"
+    network = {"act": "SELU", "input_norm": "zscore"}
+
+    def __init__(self, spec: JobSpec, cache: Any, split: dict[str, list[str]], output: Path) -> None:
+        self.spec = spec
+        self.name = spec.method
+        self.cache = cache
+        self.split = split
+        self.output = output
+        self.points_channel = False
+        self.max_rounds = 1
+        self.generator = torch.Generator().manual_seed(int(spec.seed))
+
+    def target_dir(self, round_index: int) -> Path:
+        return self.output / "targets" / "boxes"
+
+    def prepare(self, rank: int, world: int, barrier: Any) -> None:
+        """Box regions on each training crop's grid (this rank's share), then wait for every rank."""
+        folder = self.target_dir(0)
+        folder.mkdir(parents=True, exist_ok=True)
+        for case_id in self.split["train"][rank::world]:
+            out = folder / f"{case_id}.npy"
+            if not out.is_file():
+                with atomic_output(out) as tmp:
+                    np.save(tmp, self.box_labels(case_id))
+        barrier()
+
+    def box_labels(self, case_id: str) -> np.ndarray:
+        """float32 region labels (0 outside, 1..K) of the case's boxes on its crop grid."""
+        from ..dataset import CropGrid, read_reference, resample
+        from ..image_io import read_image
+        from ..markups_io import read_box
+        from ..pet_boxes import box_regions, lesion_boxes
+
+        dataset = self.cache.dataset
+        entry = dataset.case(case_id)
+        image = read_image(dataset.path(entry.image), what=f"image of case {case_id!r}")
+        kinds = sorted(k for k in entry.annotations if k.startswith("box"))
+        if kinds:
+            boxes = [read_box(dataset.path(entry.annotations[k]), geometry=image.geometry) for k in kinds]
+        elif entry.reference:
+            ref = read_reference(dataset, entry, image.geometry)
+            boxes = lesion_boxes(ref, image.geometry, margin_mm=self.spec.box_margin_mm)
+        else:
+            raise InputError(f"dataset: case {case_id!r} has neither a box annotation nor a reference mask.")
+        regions = box_regions(boxes, image.geometry)
+        g = self.cache.load(case_id)["grid"]
+        grid = CropGrid(tuple(map(int, g[0])), tuple(map(int, g[1])), tuple(map(int, g[2])))
+        return resample(regions[grid.slices].astype(np.float32), grid.resampled_shape, mode="nearest")
+
+    def end_round(self, round_index: int, predict: Any, rank: int, world: int) -> tuple[float, int]:
+        return 0.0, 0
+
+    def initialise(self, net: torch.nn.Module) -> None:
+        """Start from ``init_model`` (a finished job with the same network), when given."""
+        if not self.spec.init_model:
+            return
+        from ..prediction import load_model
+
+        loaded = load_model(self.spec.resolve(self.spec.init_model))
+        mine = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+        theirs = {k: tuple(v.shape) for k, v in loaded.net.state_dict().items()}
+        if mine != theirs:
+            raise InputError(
+                f"init_model: {self.spec.init_model} has a different network (channels, activation or input "
+                f"normalisation: {loaded.config.get('channels')}, {loaded.config.get('act')}); train it with "
+                "the same channels and a pet_box method."
+            )
+        net.load_state_dict(loaded.net.state_dict())
+
+    def step_loss(self, model: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Augment, forward, and the method's loss: plain Dice vs the boxes, or β·L_MDice + λ·L_MS."""
+        from ..pet_box_losses import dice_loss, modified_dice_loss, mumford_shah_loss, region_channels
+
+        x, y = augment(x, y, self.generator)
+        prob = torch.sigmoid(model(x))
+        boxes = region_channels(y)
+        if self.name == "pet_box_dice":
+            return dice_loss(prob, boxes)
+        s = self.spec
+        omega1, omega2 = s.ms_omega
+        image = zscore(x[:, :1])
+        return s.mdice_weight * modified_dice_loss(prob, boxes, s.mdice_alpha) + s.ms_weight * mumford_shah_loss(
+            prob, image, boxes, s.ms_epsilon, omega1, omega2
+        )
+
+
+def validate_pet_box(spec: JobSpec) -> None:
+    """The pet_box fields, each problem naming its field (called by :func:`.job_spec.validate`)."""
+    if not 0.0 <= spec.mdice_alpha < 1.0:
+        raise InputError(f"mdice_alpha: must be in [0, 1), got {spec.mdice_alpha}.")
+    for name in ("mdice_weight", "ms_weight", "box_margin_mm"):
+        if getattr(spec, name) < 0:
+            raise InputError(f"{name}: must be ≥ 0, got {getattr(spec, name)}.")
+    if spec.ms_epsilon <= 0:
+        raise InputError(f"ms_epsilon: must be > 0, got {spec.ms_epsilon}.")
+    if len(spec.ms_omega) != 2:
+        raise InputError(f"ms_omega: two weights [ω1, ω2] are needed, got {spec.ms_omega}.")
+    if spec.init_model:
+        from ..prediction import model_paths
+
+        weights, info = model_paths(spec.resolve(spec.init_model))
+        if not info.is_file() or not weights.is_file():
+            raise InputError(f"init_model: {spec.resolve(spec.init_model)} is not a finished job (no {info.name}).")
