@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import traceback
-import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .job_spec import _type_name, _type_ok
+from .job_spec import checked_fields
 
 METHOD = "box_patch_classifier"
 EXIT_DONE, EXIT_FAILED, EXIT_BAD_SPEC, EXIT_CANCELLED = 0, 1, 2, 3
@@ -74,19 +73,7 @@ def load_box_spec(path: str | Path) -> BoxJobSpec:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"Job spec {path} is not valid JSON ({e}).") from None
-    hints = typing.get_type_hints(BoxJobSpec)
-    known = {f.name: f for f in fields(BoxJobSpec) if f.name != "spec_path"}
-    unknown = sorted(set(doc) - set(known))
-    if unknown:
-        raise InputError(f"{unknown[0]}: unknown field for a box_patch_classifier job; known: {', '.join(known)}.")
-    for name, f in known.items():
-        if name not in doc:
-            if f.default is MISSING and f.default_factory is MISSING:
-                raise InputError(f"{name}: required job spec field is missing.")
-            continue
-        if not _type_ok(doc[name], hints[name]):
-            raise InputError(f"{name}: expected {_type_name(hints[name])}, got {json.dumps(doc[name])}.")
-    values = {k: (float(v) if hints[k] is float else v) for k, v in doc.items()}
+    values = checked_fields(doc, BoxJobSpec, "box_patch_classifier job spec")
     spec = BoxJobSpec(**values, spec_path=str(path.resolve()))
     spec.params().check()
     return spec

@@ -29,6 +29,7 @@ from ..errors import InputError
 from ..metrics import dice
 from ..random_walker import BACKGROUND, FOREGROUND, UNKNOWN, random_walker
 from .job_spec import JobSpec
+from .method import TrainingMethod
 
 
 def ball(radius_vox: float) -> np.ndarray:
@@ -75,17 +76,14 @@ def refine_with_random_walker(
     return random_walker(image, seeds, beta=beta, spacing=spacing).probability
 
 
-class ExtremePointNetwork:
+class ExtremePointNetwork(TrainingMethod):
     """Method hooks used by the worker: prepare (round-0 labels), target_dir (labels of a round), end_round."""
 
     name = "extreme_point_network"
     target = "pseudo"
 
     def __init__(self, spec: JobSpec, cache: Any, split: dict[str, list[str]], output: Path) -> None:
-        self.spec = spec
-        self.cache = cache
-        self.split = split
-        self.output = output
+        super().__init__(spec, cache, split, output)
         self.points_channel = bool(spec.points_channel)
         self.max_rounds = int(spec.rounds)
 
@@ -100,19 +98,13 @@ class ExtremePointNetwork:
 
     def prepare(self, rank: int, world: int, barrier: Any) -> None:
         """Round-0 labels for every training case: the dataset's pseudo-label, or steps 1–2 computed now."""
-        folder = self.target_dir(0)
-        folder.mkdir(parents=True, exist_ok=True)
-        for case_id in self._shard(rank, world):
-            out = folder / f"{case_id}.npy"
-            if out.is_file():
-                continue
+
+        def round0(case_id: str) -> np.ndarray:
             z = self.cache.load(case_id)
-            if "pseudo" in z:
-                label = z["pseudo"]
-            else:
-                label = self._random_walker_init(case_id)
-            _save_npy(out, (label >= 0.5).astype(np.float32))
-        barrier()
+            label = z["pseudo"] if "pseudo" in z else self._random_walker_init(case_id)
+            return (label >= 0.5).astype(np.float32)
+
+        self.write_targets(self.target_dir(0), rank, world, barrier, round0)
 
     def _random_walker_init(self, case_id: str) -> np.ndarray:
         from ..dataset import crop_grid, read_extreme_points, resample

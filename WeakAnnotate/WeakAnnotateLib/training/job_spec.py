@@ -113,24 +113,29 @@ def _type_name(annotation: Any) -> str:
     return _TYPE_NAMES.get(annotation, str(annotation))
 
 
-def spec_from_dict(doc: Any, spec_path: str | Path = "") -> JobSpec:
-    """Check types and required fields, naming the field; no file is looked at yet."""
+def checked_fields(doc: Any, spec_class: type, what: str = "job spec") -> dict[str, Any]:
+    """The fields of a JSON job spec for the dataclass ``spec_class``: unknown, missing and mistyped fields are
+    rejected with the field's name first; ints given for floats become floats."""
     if not isinstance(doc, dict):
-        raise InputError("The job spec must be a JSON object of fields (dataset, output, method, ...).")
-    hints = typing.get_type_hints(JobSpec)
-    known = {f.name: f for f in fields(JobSpec) if f.name != "spec_path"}
+        raise InputError(f"The {what} must be a JSON object of fields.")
+    hints = typing.get_type_hints(spec_class)
+    known = {f.name: f for f in fields(spec_class) if f.name != "spec_path"}
     unknown = sorted(set(doc) - set(known))
     if unknown:
-        raise InputError(f"{unknown[0]}: unknown job spec field; known fields are {', '.join(known)}.")
+        raise InputError(f"{unknown[0]}: unknown {what} field; known fields are {', '.join(known)}.")
     for name, f in known.items():
         if name not in doc:
             if f.default is MISSING and f.default_factory is MISSING:
-                raise InputError(f"{name}: required job spec field is missing.")
+                raise InputError(f"{name}: required {what} field is missing.")
             continue
         if not _type_ok(doc[name], hints[name]):
             raise InputError(f"{name}: expected {_type_name(hints[name])}, got {json.dumps(doc[name])}.")
-    values = {k: (float(v) if hints[k] is float else v) for k, v in doc.items()}
-    return JobSpec(**values, spec_path=str(spec_path))
+    return {k: (float(v) if hints[k] is float else v) for k, v in doc.items()}
+
+
+def spec_from_dict(doc: Any, spec_path: str | Path = "") -> JobSpec:
+    """Check types and required fields, naming the field; no file is looked at yet."""
+    return JobSpec(**checked_fields(doc, JobSpec), spec_path=str(spec_path))
 
 
 def load_spec(path: str | Path) -> JobSpec:

@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..atomic_files import atomic_output
 from ..errors import InputError
 from .job_spec import JobSpec
+from .method import TrainingMethod
 
 NOISE_STD = 0.1  # Gaussian noise on the z-scored input (the paper gives no value)
 FLIP_P = 0.5  # probability of a flip along each axis
@@ -58,7 +58,7 @@ def augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None 
     return x + noise, y
 
 
-class PetBox:
+class PetBox(TrainingMethod):
     """Method hooks used by the worker (see :class:`~.full_supervision.FullSupervision`) plus step_loss."""
 
     target = "pseudo"  # unused: every training case has its box labels in target_dir
@@ -66,13 +66,8 @@ class PetBox:
     network = {"act": "SELU", "input_norm": "zscore"}
 
     def __init__(self, spec: JobSpec, cache: Any, split: dict[str, list[str]], output: Path) -> None:
-        self.spec = spec
+        super().__init__(spec, cache, split, output)
         self.name = spec.method
-        self.cache = cache
-        self.split = split
-        self.output = output
-        self.points_channel = False
-        self.max_rounds = 1
         self.generator = torch.Generator().manual_seed(int(spec.seed))
 
     def target_dir(self, round_index: int) -> Path:
@@ -80,14 +75,7 @@ class PetBox:
 
     def prepare(self, rank: int, world: int, barrier: Any) -> None:
         """Box regions on each training crop's grid (this rank's share), then wait for every rank."""
-        folder = self.target_dir(0)
-        folder.mkdir(parents=True, exist_ok=True)
-        for case_id in self.split["train"][rank::world]:
-            out = folder / f"{case_id}.npy"
-            if not out.is_file():
-                with atomic_output(out) as tmp:
-                    np.save(tmp, self.box_labels(case_id))
-        barrier()
+        self.write_targets(self.target_dir(0), rank, world, barrier, self.box_labels)
 
     def box_labels(self, case_id: str) -> np.ndarray:
         """float32 region labels (0 outside, 1..K) of the case's boxes on its crop grid."""
@@ -111,9 +99,6 @@ class PetBox:
         g = self.cache.load(case_id)["grid"]
         grid = CropGrid(tuple(map(int, g[0])), tuple(map(int, g[1])), tuple(map(int, g[2])))
         return resample(regions[grid.slices].astype(np.float32), grid.resampled_shape, mode="nearest")
-
-    def end_round(self, round_index: int, predict: Any, rank: int, world: int) -> tuple[float, int]:
-        return 0.0, 0
 
     def initialise(self, net: torch.nn.Module) -> None:
         """Start from ``init_model`` (a finished job with the same network), when given."""

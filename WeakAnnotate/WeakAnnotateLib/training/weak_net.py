@@ -33,9 +33,9 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ..atomic_files import atomic_output
 from ..errors import InputError
 from .job_spec import JobSpec
+from .method import TrainingMethod
 
 INTENSITY_SCALE = 255.0  # X in the MSE: normalised crop × 255 (see the module docstring)
 LOW_WEIGHT = 0.1  # W_mse away from the template's boundary (1 within d)
@@ -116,7 +116,7 @@ def weak_net_loss(
     return loss
 
 
-class WeakNet:
+class WeakNet(TrainingMethod):
     """Method hooks used by the worker (see :class:`~.full_supervision.FullSupervision`) plus step_loss."""
 
     name = "weak_net"
@@ -124,12 +124,7 @@ class WeakNet:
     target_name = "surface points → active-surface template"
 
     def __init__(self, spec: JobSpec, cache: Any, split: dict[str, list[str]], output: Path) -> None:
-        self.spec = spec
-        self.cache = cache
-        self.split = split
-        self.output = output
-        self.points_channel = False
-        self.max_rounds = 1
+        super().__init__(spec, cache, split, output)
         self.lam = float(spec.weak_net_lambda)
         # What build_network and predict read: U-Net 2 only when λ > 0, and the inference threshold γ.
         self.network = {"reconstruction": self.lam > 0, "threshold": float(spec.weak_net_threshold)}
@@ -139,16 +134,12 @@ class WeakNet:
 
     def prepare(self, rank: int, world: int, barrier: Any) -> None:
         """Templates (with their boundary band) of this rank's training cases, then wait for every rank."""
-        folder = self.target_dir(0)
-        folder.mkdir(parents=True, exist_ok=True)
-        for case_id in self.split["train"][rank::world]:
-            out = folder / f"{case_id}.npy"
-            if not out.is_file():
-                z = self.cache.load(case_id)
-                stored = template_with_band(self.template(case_id), z["spacing"], self.spec.weak_net_distance_mm)
-                with atomic_output(out) as tmp:
-                    np.save(tmp, stored)
-        barrier()
+
+        def banded(case_id: str) -> np.ndarray:
+            spacing = self.cache.load(case_id)["spacing"]
+            return template_with_band(self.template(case_id), spacing, self.spec.weak_net_distance_mm)
+
+        self.write_targets(self.target_dir(0), rank, world, barrier, banded)
 
     def template(self, case_id: str) -> np.ndarray:
         """The case's surface-point template on its crop grid (float32 0/1)."""
@@ -172,9 +163,6 @@ class WeakNet:
         grid = CropGrid(tuple(map(int, g[0])), tuple(map(int, g[1])), tuple(map(int, g[2])))
         crop = resample(mask[grid.slices].astype(np.float32), grid.resampled_shape)
         return (crop >= 0.5).astype(np.float32)
-
-    def end_round(self, round_index: int, predict: Any, rank: int, world: int) -> tuple[float, int]:
-        return 0.0, 0
 
     def step_loss(self, model: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Forward (with U-Net 2 when λ > 0) and the Weak-Net loss against the template."""
