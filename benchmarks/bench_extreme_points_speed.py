@@ -188,7 +188,9 @@ def main() -> int:
         "\nDice = against the reference mask. ours = our whole pipeline (paths + seeds + solve) on the same problem as "
         "scikit-image\n(prior_weight=0: scikit-image has no prior term); speed-up = skimage random_walker time / ours. "
         "default = the shipped\npipeline (Grady prior γ=0.1), re-run = its update() after one click moved 2 mm (warm "
-        "start). RSS includes the\nPython + numpy/scipy/skimage baseline (~300 MB)."
+        "start). RSS includes the\nPython + numpy/scipy/skimage baseline (~300 MB). Our solver's tol 1e-3 is "
+        "tightened to 1e-3·sqrt(250k / unknowns) above\n250 k unknowns "
+        "(random_walker's tol_size; scikit-image keeps 1e-3)."
     )
     print(f"random-walker backend: {', '.join(sorted(backends))}; load average at end {os.getloadavg()[0]:.1f}")
     return 0

@@ -107,6 +107,21 @@ def test_solver_rejects_missing_seeds() -> None:
         random_walker(image, seeds)
 
 
+@pytest.mark.parametrize("backend", available_backends())
+def test_tolerance_tightens_with_problem_size(backend: str) -> None:
+    """Above ``tol_size`` unknowns the solve stops at tol·sqrt(tol_size / unknowns), not at tol."""
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(40, 40, 40)).astype(np.float32)
+    seeds = np.zeros(image.shape, np.int8)
+    seeds[:, :, 0], seeds[:, :, -1] = 1, 2
+    n = int((seeds == 0).sum())
+    loose = random_walker(image, seeds, tol=1e-2, tol_size=0, coarse_to_fine=0, backend=backend)
+    tight = random_walker(image, seeds, tol=1e-2, tol_size=n // 100, coarse_to_fine=0, backend=backend)
+    assert loose.relative_residual <= 1e-2
+    assert tight.relative_residual <= 1e-2 * np.sqrt((n // 100) / n) * 1.001
+    assert tight.converged and tight.iterations > loose.iterations
+
+
 # --- points -------------------------------------------------------------------------------------------
 
 

@@ -301,10 +301,11 @@ class ExtremePointSegmenter:
         self.last: ExtremePointResult | None = None
         self._range: tuple[float, float] | None = None
         self._paths: dict[tuple[tuple[int, ...], tuple[int, ...]], np.ndarray] = {}
+        self._cost: tuple[tuple[int, ...], np.ndarray] | None = None  # path cost of the last work region
 
     # -- public --
     def segment(self, points_ras: np.ndarray) -> ExtremePointResult:
-        self._range, self._paths = None, {}
+        self._range, self._paths, self._cost = None, {}, None
         self.last = self._run(points_ras, warm=None)
         return self.last
 
@@ -339,7 +340,10 @@ class ExtremePointSegmenter:
 
         t = time.perf_counter()
         wimage = image[work]
-        cost = path_cost(wimage, spacing, gradient_weight=p.gradient_weight, sigma_mm=p.gradient_sigma_mm)
+        # The cost depends only on the work region (the intensity range is kept across updates): reused when a
+        # click moved without changing the region, and computed only if some path has to be searched.
+        cost_key = (*b0.tolist(), *w0.tolist(), *w1.tolist())
+        cost = self._cost[1] if self._cost is not None and self._cost[0] == cost_key else None
         local = index - w0
         half = np.maximum((hi - lo) * spacing / 2.0, spacing)  # object half-extent in mm, per axis
         paths_local, reused = [], 0
@@ -350,6 +354,9 @@ class ExtremePointSegmenter:
                 paths_local.append(cached - w0)
                 reused += 1
             else:
+                if cost is None:
+                    cost = path_cost(wimage, spacing, gradient_weight=p.gradient_weight, sigma_mm=p.gradient_sigma_mm)
+                    self._cost = (cost_key, cost)
                 paths_local.append(_pair_path(cost, local[a], local[b], spacing, half))
         self._paths = {
             (tuple(index[a].tolist()), tuple(index[b].tolist())): q + w0
