@@ -1,15 +1,16 @@
-"""The trame-slicer web app: case picker, three slice views, window/level presets, the extreme-points mode.
+"""The trame-slicer web app: case picker, slice views, window/level presets, extreme-points, surface and box modes.
 
 Only a face: it gathers input (the case, clicks in the slice views, button presses), calls ``WeakAnnotateLib``
-(``image_io``, ``mrml_adapter``, ``extreme_points.segment_from_nodes``, ``segmentation_io``) and shows the
-result. Errors from the logic are :class:`~WeakAnnotateLib.errors.InputError`; their message is shown in the
-page as is.
+(``image_io``, ``mrml_adapter``, ``extreme_points.segment_from_nodes``,
+``surface_template.surface_template_from_nodes``, ``markups_io.check_box``, ``simulate.box_mask``,
+``segmentation_io``) and shows the result. Errors from the logic are :class:`~WeakAnnotateLib.errors.InputError`;
+their message is shown in the page as is.
 
-Threading: trame runs one asyncio event loop, and VTK/MRML calls hold the GIL. Loading a case and the
-extreme-points segmentation run in that loop; they take ~0.1-0.6 s on the cropped catalogue cases on 2 cores
-(the random walker is the compiled kernel), so the page freezes for that long and no longer. A busy flag is
-sent to the page first so it shows a progress bar. A larger volume would need the computation moved to a
-worker process (see docs/web_app.md).
+Threading: trame runs one asyncio event loop, and VTK/MRML calls hold the GIL. Loading a case, the
+extreme-points segmentation and the template fit run in that loop; they take ~0.1-0.6 s on the cropped
+catalogue cases on 2 cores (the random walker is the compiled kernel), so the page freezes for that long and
+no longer. A busy flag is sent to the page first so it shows a progress bar. A larger volume would need the
+computation moved to a worker process (see docs/web_app.md).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from slicer import vtkMRMLMarkupsNode, vtkMRMLSliceNode
 from trame.ui.vuetify3 import SinglePageWithDrawerLayout
 from trame.widgets import html
@@ -30,15 +32,28 @@ from trame_slicer.core import LayoutManager, SlicerApp
 from trame_slicer.rca_view import register_rca_factories
 from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
 from vtkmodules.vtkCommonCore import vtkCommand, vtkObject
+from WeakAnnotateLib.active_surface import MIN_POINTS
 from WeakAnnotateLib.cases import Case
 from WeakAnnotateLib.colors import segment_color
 from WeakAnnotateLib.errors import InputError
 from WeakAnnotateLib.extreme_points import segment_from_nodes
 from WeakAnnotateLib.image_io import read_image
-from WeakAnnotateLib.markups_io import check_point_count
-from WeakAnnotateLib.mrml_adapter import add_segmentation_node, add_volume_node, remove_node, write_node_file
+from WeakAnnotateLib.markups_io import check_box, check_point_count
+from WeakAnnotateLib.mrml_adapter import (
+    Box,
+    add_roi_node,
+    add_segmentation_node,
+    add_volume_node,
+    image_of_node,
+    points_of_node,
+    remove_node,
+    set_segment_mask,
+    write_node_file,
+)
 from WeakAnnotateLib.segmentation_io import write_segmentation
+from WeakAnnotateLib.simulate import box_mask
 from WeakAnnotateLib.slicer_runtime import SlicerRuntime
+from WeakAnnotateLib.surface_template import surface_template_from_nodes
 
 from .presets import PRESETS, default_preset, preset
 from .workspace import Workspace, safe_name
@@ -47,6 +62,14 @@ log = logging.getLogger(__name__)
 
 LAYOUT_ID = "axial-coronal-sagittal"
 EXTREME_POINTS = 6
+BOX_CORNERS = 2
+EXTREME, SURFACE, BOX = "extreme", "surface", "box"  # the annotation modes; each has its own point list
+MODE_TEXT = {
+    EXTREME: "Click the object's six ends (left/right, front/back, top/bottom) in the slice views.",
+    SURFACE: f"Click at least {MIN_POINTS} points on the object's boundary, spread over it, then 'Fit template'.",
+    BOX: "Click two opposite corners of a box around the object (on different slices), then 'Make box'.",
+}
+DEFAULT_SAVE_NAME = {EXTREME: "extreme_points", SURFACE: "surface_points", BOX: "box"}
 NO_DATA_MESSAGE = (
     "No dataset: start the server with `weakannotate serve --data DIR`, where DIR holds a cases.json "
     "catalogue (e.g. ../shared/data), or set WEAKANNOTATE_DATA."
@@ -114,7 +137,9 @@ class WeakAnnotateWebApp:
 
         self.case: Case | None = None
         self.volume_node: Any = None
-        self.points_node: Any = None
+        self.points_nodes: dict[str, Any] = {}
+        self.surface: Any = None  # the last fitted ActiveSurface, warm-started by the next fit
+        self.roi_node: Any = None  # box mode: the ROI made from the two corners
         self.segmentation_node: Any = None
         self._observed: list[tuple[Any, int]] = []
 
@@ -125,6 +150,9 @@ class WeakAnnotateWebApp:
         s.data_message = data_message if not self.cases else ""
         s.wl_presets = [p.name for p in PRESETS]
         s.wl_preset = PRESETS[0].name
+        s.mode = EXTREME
+        s.mode_text = MODE_TEXT[EXTREME]
+        s.min_surface_points = MIN_POINTS
         s.n_points = 0
         s.placing = False
         s.busy = False
@@ -136,12 +164,18 @@ class WeakAnnotateWebApp:
         s.view_geometry = {}
         s.change("case_id")(self._on_case_id)
         s.change("wl_preset")(self._on_wl_preset)
+        s.change("mode")(self._on_mode)
         self._observe_slice_nodes()
         self._build_ui()
 
     @property
     def state(self) -> Any:
         return self.server.state
+
+    @property
+    def points_node(self) -> Any:
+        """The point list of the current mode (extreme points or surface points)."""
+        return self.points_nodes.get(self.state.mode if self.state.mode in MODE_TEXT else EXTREME)
 
     # --- page -----------------------------------------------------------------------------------------
 
@@ -179,11 +213,19 @@ class WeakAnnotateWebApp:
                         disabled=("!case_id",),
                     )
                     v3.VDivider(classes="my-2")
-                    html.Div("Extreme points", classes="text-subtitle-1")
-                    html.Div(
-                        "Click the object's six ends (left/right, front/back, top/bottom) in the slice views.",
-                        classes="text-caption mb-2",
-                    )
+                    with v3.VBtnToggle(
+                        v_model=("mode",),
+                        mandatory=True,
+                        density="compact",
+                        divided=True,
+                        variant="outlined",
+                        classes="mb-2",
+                        disabled=("busy",),
+                    ):
+                        v3.VBtn("Extreme points", value=EXTREME, id="mode-extreme", size="small")
+                        v3.VBtn("Surface points", value=SURFACE, id="mode-surface", size="small")
+                        v3.VBtn("Box", value=BOX, id="mode-box", size="small")
+                    html.Div("{{ mode_text }}", classes="text-caption mb-2", id="mode-text")
                     with html.Div(classes="d-flex flex-wrap ga-2"):
                         v3.VBtn(
                             "{{ placing ? 'Stop placing' : 'Place points' }}",
@@ -207,7 +249,12 @@ class WeakAnnotateWebApp:
                             disabled=("!n_points || busy",),
                             size="small",
                         )
-                    html.Div("{{ n_points }} / 6 points", classes="text-body-2 my-2", id="point-count")
+                    html.Div(
+                        "{{ n_points }} {{ mode == 'surface' ? '(≥ ' + min_surface_points + ')' : "
+                        "(mode == 'box' ? '/ 2 corners' : '/ 6') }} points",
+                        classes="text-body-2 my-2",
+                        id="point-count",
+                    )
                     v3.VBtn(
                         "Segment",
                         click=self.segment,
@@ -215,6 +262,25 @@ class WeakAnnotateWebApp:
                         color="primary",
                         block=True,
                         disabled=("!case_id || busy",),
+                        v_if=("mode == 'extreme'",),
+                    )
+                    v3.VBtn(
+                        "Fit template",
+                        click=self.fit_template,
+                        id="fit-template",
+                        color="primary",
+                        block=True,
+                        disabled=("!case_id || busy",),
+                        v_else_if=("mode == 'surface'",),
+                    )
+                    v3.VBtn(
+                        "Make box",
+                        click=self.make_box,
+                        id="make-box",
+                        color="primary",
+                        block=True,
+                        disabled=("!case_id || busy",),
+                        v_else=True,
                     )
                     v3.VDivider(classes="my-3")
                     v3.VTextField(label="Annotation name", v_model=("save_name",), density="compact", id="save-name")
@@ -292,9 +358,12 @@ class WeakAnnotateWebApp:
         for node, tag in self._observed:
             node.RemoveObserver(tag)
         self._observed = []
-        for node in (self.points_node, self.segmentation_node, self.volume_node):
+        for node in (*self.points_nodes.values(), self.roi_node, self.segmentation_node, self.volume_node):
             remove_node(self.slicer.scene, node)
-        self.points_node = self.segmentation_node = self.volume_node = None
+        self.points_nodes = {}
+        self.roi_node = None
+        self.surface = None
+        self.segmentation_node = self.volume_node = None
         self.case = None
 
     async def _on_case_id(self, case_id: str | None, **_: Any) -> None:
@@ -328,15 +397,20 @@ class WeakAnnotateWebApp:
         self.volume_node = add_volume_node(self.rt, image, case.id)
         self.segmentation_node = add_segmentation_node(self.rt, f"{case.id} segmentation", self.volume_node)
         self.segmentation_node.GetDisplayNode().SetOpacity2DFill(0.35)  # the image stays readable under it
-        self.points_node = self.slicer.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "extreme points")
-        self.points_node.CreateDefaultDisplayNodes()
-        self.points_node.SetMarkupLabelFormat("P%d")
-        for event in (
-            vtkMRMLMarkupsNode.PointPositionDefinedEvent,
-            vtkMRMLMarkupsNode.PointRemovedEvent,
-            vtkMRMLMarkupsNode.PointEndInteractionEvent,
-        ):
-            self._observed.append((self.points_node, self.points_node.AddObserver(event, self._on_points_changed)))
+        for mode, label, color in ((EXTREME, "P%d", None), (SURFACE, "S%d", (0.3, 0.8, 1.0)), (BOX, "C%d", (1, 1, 0))):
+            node = self.slicer.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", f"{mode} points")
+            node.CreateDefaultDisplayNodes()
+            node.SetMarkupLabelFormat(label)
+            if color is not None:
+                node.GetDisplayNode().SetSelectedColor(*color)
+            node.GetDisplayNode().SetVisibility(mode == self.state.mode)
+            for event in (
+                vtkMRMLMarkupsNode.PointPositionDefinedEvent,
+                vtkMRMLMarkupsNode.PointRemovedEvent,
+                vtkMRMLMarkupsNode.PointEndInteractionEvent,
+            ):
+                self._observed.append((node, node.AddObserver(event, self._on_points_changed)))
+            self.points_nodes[mode] = node
         self.case = case
         labels = list(case.labels.values())
         name = labels[0] if len(labels) == 1 else "object"
@@ -345,7 +419,7 @@ class WeakAnnotateWebApp:
             self.state.segment_name = name
             self.state.n_points = 0
             self.state.wl_preset = default_preset(case.modality)
-            self.state.status = f"Opened {case.id} ({case.modality}). Press 'Place points' and click six ends."
+            self.state.status = f"Opened {case.id} ({case.modality}). Press 'Place points' and click in the views."
             self.state.error = ""
         self._on_wl_preset(self.state.wl_preset)
         self._show_volume()
@@ -353,9 +427,51 @@ class WeakAnnotateWebApp:
 
     # --- extreme points -------------------------------------------------------------------------------
 
+    def _on_mode(self, mode: str, **_: Any) -> None:
+        """Switch the point list that clicks go to; each mode keeps its own points."""
+        if mode not in MODE_TEXT:
+            with self.state:
+                self.state.mode = EXTREME
+            return
+        was_placing = self.state.placing
+        self.disable_placing()
+        for m, node in self.points_nodes.items():
+            node.GetDisplayNode().SetVisibility(m == mode)
+        if self.roi_node is not None:
+            self.roi_node.GetDisplayNode().SetVisibility(mode == BOX)
+        with self.state:
+            self.state.mode_text = MODE_TEXT[mode]
+            if self.state.save_name in DEFAULT_SAVE_NAME.values():
+                self.state.save_name = DEFAULT_SAVE_NAME[mode]
+        self._on_points_changed()
+        if was_placing:
+            self.toggle_placing()
+        for view in self._slice_views():
+            view.schedule_render()
+
     def _on_points_changed(self, *_: Any) -> None:
         n = self._defined_points()
         error = ""
+        if self.state.mode == SURFACE:
+            with self.state:
+                self.state.n_points = n
+                self.state.error = ""
+                if n:
+                    self.state.status = f"{n} surface points placed." + (
+                        " Press 'Fit template'." if n >= MIN_POINTS else f" At least {MIN_POINTS} are needed."
+                    )
+            return
+        if self.state.mode == BOX:
+            if n > BOX_CORNERS:
+                error = f"A box needs 2 corners, got {n}. Press 'Undo point' to remove the last one."
+            with self.state:
+                self.state.n_points = n
+                self.state.error = error
+                if not error and n:
+                    self.state.status = f"{n} / {BOX_CORNERS} corners placed." + (
+                        " Press 'Make box'." if n == BOX_CORNERS else ""
+                    )
+            return
         if n > EXTREME_POINTS:
             try:
                 check_point_count(n, count=EXTREME_POINTS, what="extreme points")
@@ -383,7 +499,8 @@ class WeakAnnotateWebApp:
             return
         if self.state.placing:
             self.disable_placing()
-            self._report(status="Placing stopped: drag a point to move it, then press Segment again.")
+            again = {SURFACE: "Fit template", BOX: "Make box"}.get(self.state.mode, "Segment")
+            self._report(status=f"Placing stopped: drag a point to move it, then press {again} again.")
             return
         self.slicer.markups_logic.place_node(self.points_node, persistent=True)
         with self.state:
@@ -430,6 +547,61 @@ class WeakAnnotateWebApp:
             with self.state:
                 self.state.busy = False
 
+    async def fit_template(self) -> None:
+        """Fit the active-surface template to the surface points; the segment appears in the views."""
+        if self.case is None:
+            return
+        await self._show_busy("Fitting the template…")
+        try:
+            t0 = time.perf_counter()
+            name = self.state.segment_name or "object"
+            _, self.surface = surface_template_from_nodes(
+                self.rt,
+                self.volume_node,
+                self.points_nodes[SURFACE],
+                self.segmentation_node,
+                name,
+                segment_color(name),
+                surface=self.surface,
+            )
+            dt = time.perf_counter() - t0
+            self._report(status=f"Template '{name}' fitted to {self._defined_points()} points in {dt:.2f} s.")
+            for view in self._slice_views():
+                view.schedule_render()
+        except InputError as e:
+            self._report(error=str(e))
+        finally:
+            with self.state:
+                self.state.busy = False
+
+    def make_box(self) -> None:
+        """Box mode: an axis-aligned ROI spanning the two corners, and its voxels as a segment."""
+        if self.case is None:
+            return
+        try:
+            self.show_box()
+        except InputError as e:
+            self._report(error=str(e))
+
+    def show_box(self) -> None:
+        corners, _ = points_of_node(self.points_nodes[BOX])
+        if len(corners) != BOX_CORNERS:
+            raise InputError(f"A box needs 2 corners, got {len(corners)}: click two opposite corners.")
+        image = image_of_node(self.volume_node)
+        box = Box(center=corners.mean(axis=0), size=np.abs(corners[1] - corners[0]), axes=np.eye(3))
+        check_box(box, image.geometry)
+        mask = box_mask(box, image.geometry)
+        if not mask.any():
+            raise InputError("The box contains no voxel centre of the image; click its corners on the image.")
+        name = f"{self.state.segment_name or 'object'} box"
+        remove_node(self.slicer.scene, self.roi_node)
+        self.roi_node = add_roi_node(self.rt, box, "box")
+        set_segment_mask(self.rt, self.segmentation_node, mask, image.geometry, name, segment_color(name))
+        size = " x ".join(f"{v:.1f}" for v in box.size)
+        self._report(status=f"Box {size} mm: segment '{name}' ({int(mask.sum())} voxels).")
+        for view in self._slice_views():
+            view.schedule_render()
+
     # --- save -----------------------------------------------------------------------------------------
 
     async def save(self) -> None:
@@ -450,7 +622,8 @@ class WeakAnnotateWebApp:
         """Both files or neither: the segmentation first, the points second; a failure removes what was written."""
         name = safe_name(name, "annotation name")
         if self._defined_points() == 0:
-            raise InputError("Nothing to save: place the extreme points first.")
+            what = {SURFACE: "surface points", BOX: "box corners"}.get(self.state.mode, "extreme points")
+            raise InputError(f"Nothing to save: place the {what} first.")
         points_path = self.workspace.path(self.case.id, name, ".mrk.json")
         seg_path = self.workspace.path(self.case.id, name, ".seg.nrrd")
         self.workspace.case_folder(self.case.id, create=True)
@@ -458,7 +631,10 @@ class WeakAnnotateWebApp:
         try:
             if self.segmentation_node.GetSegmentation().GetNumberOfSegments():
                 written.append(write_segmentation(seg_path, self.segmentation_node))
-            written.append(write_node_file(self.points_node, points_path))
+            box_mode = self.state.mode == BOX
+            if box_mode and self.roi_node is None:
+                raise InputError("Nothing to save: press 'Make box' first.")
+            written.append(write_node_file(self.roi_node if box_mode else self.points_node, points_path))
         except BaseException:
             for p in written:
                 p.unlink(missing_ok=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import InputError
 
 NAME = "serve"
-HELP = "Serve the annotation web app (slice views, extreme points, save) on 127.0.0.1."
+HELP = "Serve the annotation web app (slice views, extreme/surface points, box, save) on 127.0.0.1."
 
 LOOPBACK_NAMES = {"localhost"}
 
