@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_extreme_point_network import run_job  # noqa: E402  (one job through the worker, in this process)
+from bench_extreme_point_network import run_job, tasks  # noqa: E402  (the same jobs runner and data splits)
 
 PAPER_TASKS = ("Hippocampus MRI", "Liver CT", "Syn. junction EM")
 PAPER = {  # Table 1 of the paper: IoU (%) with human annotations, and annotation effort (% of full contouring)
@@ -58,21 +58,6 @@ CONFIGS = {
     "full": {"method": "full_supervision"},
 }
 POINTS = 50
-
-
-def tasks(quick: bool) -> list[dict]:
-    brats = [f"brats_brats_2013_pat000{n}_1_Flair" for n in (1, 2, 3)]
-    pet = [f"ibsi_STS_{n:03d}_PET" for n in range(1, 17)]
-    if quick:
-        return [
-            {"name": "BraTS FLAIR", "cases": brats, "folds": [(brats[:2], brats[2:])], "spacing_mm": 3.0},
-            {"name": "PET sarcoma", "cases": pet[:6], "folds": [(pet[:4], pet[4:6])], "spacing_mm": 4.0},
-        ]
-    loo = [([c for c in brats if c != t], [t]) for t in brats]
-    return [
-        {"name": "BraTS FLAIR", "cases": brats, "folds": loo, "spacing_mm": 3.0},
-        {"name": "PET sarcoma", "cases": pet, "folds": [(pet[:12], pet[12:])], "spacing_mm": 4.0},
-    ]
 
 
 def contour_voxels(mask: np.ndarray) -> int:
