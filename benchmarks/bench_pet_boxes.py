@@ -44,7 +44,12 @@ def run_job(folder: Path, name: str, spec: dict, env: dict) -> Path:
     path = folder / f"{name}.json"
     path.write_text(json.dumps({**spec, "output": str(folder / name)}), encoding="utf-8")
     proc = subprocess.run(
-        [sys.executable, "-m", "WeakAnnotateLib.training.worker", str(path)], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "WeakAnnotateLib.training.worker", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
     )
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed: {proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")

@@ -235,6 +235,8 @@ def test_installed_console_script(pet, eroded_prediction, tmp_path):
         [*command, "evaluate", "--reference", str(pet.mask), "--prediction", str(eroded_prediction)],
         capture_output=True,
         text=True,
+        encoding="utf-8",
+        errors="replace",
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
@@ -246,6 +248,8 @@ def test_installed_console_script(pet, eroded_prediction, tmp_path):
         [*command, "evaluate", "--reference", str(tmp_path / "missing.nii.gz"), "--prediction", str(pet.mask)],
         capture_output=True,
         text=True,
+        encoding="utf-8",
+        errors="replace",
         timeout=300,
     )
     assert done.returncode == 2

@@ -395,7 +395,12 @@ def test_corrupt_seg_nrrd_header_is_an_input_error_not_a_crash(runtime, ts_label
         path.write_bytes(data[: len(data) // 2])
     # In a child process: the bug kills the interpreter, which must not take the test run with it.
     done = subprocess.run(
-        [sys.executable, "-c", _READ_IN_CHILD, str(path)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", _READ_IN_CHILD, str(path)],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=120,
     )
     assert done.returncode == 2, done.stderr[-2000:]
     assert "INPUT-ERROR:" in done.stdout and "corrupt" in done.stdout

@@ -350,6 +350,8 @@ def _run_job(folder: Path, name: str, ds: Path, **fields) -> tuple[int, list[dic
         env=ENV,
         capture_output=True,
         text=True,
+        encoding="utf-8",
+        errors="replace",
         timeout=600,
     )
     lines = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]

@@ -94,6 +94,7 @@ class TrainingJob:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env.setdefault("PYTHONIOENCODING", "utf-8")  # the progress lines carry λ, ψ: never the locale's ASCII
         self.process = subprocess.Popen(
             self.command(resume),
             stdout=self._log,
