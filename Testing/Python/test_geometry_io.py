@@ -7,6 +7,7 @@ negating x and y. All MRML is the real Slicer core from the slicer-core wheels.
 from __future__ import annotations
 
 import gzip
+import locale
 import os
 from pathlib import Path
 
@@ -390,7 +391,19 @@ def test_read_image_rejects_truncated_nrrd_and_mha(case_by_id, tmp_path):
 
 
 def _write_dicom_series(folder: Path, series_uid: str, prefix: str, slices: int = 3) -> None:
-    """A tiny CT series written slice by slice with SimpleITK's GDCM writer."""
+    """A tiny CT series written slice by slice with SimpleITK's GDCM writer.
+
+    GDCM's writer switches the process locale to "C" and leaves it there, which turns Python's preferred
+    encoding into ASCII for every later test in this process: the locale is restored afterwards.
+    """
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        _write_slices(folder, series_uid, prefix, slices)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_slices(folder: Path, series_uid: str, prefix: str, slices: int) -> None:
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
     volume = sitk.GetImageFromArray(np.arange(slices * 8 * 9, dtype=np.int16).reshape(slices, 8, 9))
