@@ -1,11 +1,14 @@
-# Two commands for a fresh machine (Python 3.11, no GPU): `make demo` and `make test`.
-# Both create the environment in .venv/ first (once; again when pyproject.toml changes).
+# Two commands for a fresh machine (Python 3.11, no GPU): `make app` and `make test` (`make demo`: the scripted demo).
+# Each creates the environment in .venv/ first (once; again when pyproject.toml changes).
 
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench
+APP_CASE ?= ibsi_STS_001_PET
+APP_PORT ?= 8080
+
+.PHONY: setup app demo test lint bench
 
 setup: $(STAMP)
 
@@ -16,6 +19,10 @@ $(STAMP): pyproject.toml
 	# The browser tests drive Debian's chromium (never `playwright install`); EGL/Mesa render the views offscreen.
 	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium libegl1 libgl1-mesa-dri)
 	touch $(STAMP)
+
+# The browser app on a sample case; prints "Open http://127.0.0.1:8080/". Ctrl-C stops it.
+app: setup
+	$(VENV)/bin/weakannotate serve --case $(APP_CASE) --port $(APP_PORT)
 
 demo: setup
 	$(VENV)/bin/weakannotate demo --output demo_output

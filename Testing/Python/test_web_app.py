@@ -434,3 +434,40 @@ def test_box_two_corners_make_box_save(page: Any, server: dict[str, Any], refere
     assert (folder / "box.seg.nrrd").is_file()
     box = read_box(folder / "box.mrk.json", geometry=geometry)
     assert np.abs(box.center - (lo + hi) / 2).max() < 1.0 and np.abs(box.size - np.abs(hi - lo)).max() < 1.5, box
+
+
+def _text(page: Any, selector: str) -> str:
+    return page.locator(selector).inner_text()
+
+
+@browser_needed
+def test_training_panel_start_watch_cancel_then_train_and_apply(page: Any, server: dict[str, Any]) -> None:
+    """A tiny job on this case + one other PET case: progress and a curve in the page, Cancel → "cancelled";
+    a 1-epoch job that finishes; *Apply model to this case* adds the model's segment. All files in OUT/training."""
+    page.evaluate("() => window.trame.state.update({train_method: 'full_supervision', train_epochs: 40})")
+    _wait_state(page, "train_epochs", lambda v: int(v) == 40)
+    page.click("#train-start")
+    _wait_state(page, "train_state", lambda v: v == "running", timeout_s=60)
+    _wait_state(page, "train_progress", lambda v: v > 0, timeout_s=60)  # steps arrive through progress.jsonl
+    assert "polyline" in page.locator("#train-curve").inner_html()
+    assert "running" in _text(page, "#train-state")
+    page.click("#train-cancel")
+    page.wait_for_function("() => document.querySelector('#train-state').innerText.includes('cancelled')")
+    assert _state(page, "train_progress") < 100 and not _state(page, "train_model")
+
+    page.evaluate("() => window.trame.state.update({train_epochs: 1})")
+    _wait_state(page, "train_epochs", lambda v: int(v) == 1)
+    page.click("#train-start")
+    _wait_state(page, "train_state", lambda v: v == "done", timeout_s=60)
+    assert _state(page, "train_progress") == 100 and _state(page, "train_model")
+    page.click("#train-apply")
+    page.wait_for_function("() => document.querySelector('#status').innerText.startsWith('Model applied')")
+    if os.environ.get("WEAKANNOTATE_WEB_TRAINING_SCREENSHOT"):
+        page.locator("#train-curve").scroll_into_view_if_needed()
+        page.screenshot(path=os.environ["WEAKANNOTATE_WEB_TRAINING_SCREENSHOT"])
+    assert not page.locator("#train-error").count()
+    jobs = server["work"] / "training" / "jobs"
+    finished = [p for p in jobs.iterdir() if (p / "model.pt").is_file()]
+    assert len(finished) == 1 and len([p for p in jobs.iterdir() if p.is_dir()]) == 2
+    datasets = list((server["work"] / "training" / "datasets").iterdir())
+    assert [p.name for p in datasets] == [f"{CASE_ID}-ibsi_STS_002_PET"]

@@ -1,4 +1,4 @@
-"""The trame-slicer web app: case picker, slice views, window/level presets, extreme-points, surface and box modes.
+"""The trame-slicer web app: case picker, slice views, W/L presets, extreme/surface/box modes, training panel.
 
 Only a face: it gathers input (the case, clicks in the slice views, button presses), calls ``WeakAnnotateLib``
 (``image_io``, ``mrml_adapter``, ``extreme_points.segment_from_nodes``,
@@ -10,7 +10,9 @@ Threading: trame runs one asyncio event loop, and VTK/MRML calls hold the GIL. L
 extreme-points segmentation and the template fit run in that loop; they take ~0.1-0.6 s on the cropped
 catalogue cases on 2 cores (the random walker is the compiled kernel), so the page freezes for that long and
 no longer. A busy flag is sent to the page first so it shows a progress bar. A larger volume would need the
-computation moved to a worker process (see docs/web_app.md).
+computation moved to a worker process (see docs/web_app.md). The training panel (``training_panel.py``)
+never blocks the loop: the job is its own process, polled from an asyncio task; datasets and predictions are
+made in a worker thread.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from WeakAnnotateLib.slicer_runtime import SlicerRuntime
 from WeakAnnotateLib.surface_template import surface_template_from_nodes
 
 from .presets import PRESETS, default_preset, preset
+from .training_panel import TrainingPanel
 from .workspace import Workspace, safe_name
 
 log = logging.getLogger(__name__)
@@ -110,6 +113,7 @@ class WeakAnnotateWebApp:
         workspace: Workspace,
         *,
         data_message: str = "",
+        data_dir: str | Path | None = None,
     ) -> None:
         self.server = server
         self.server.client_type = "vue3"
@@ -165,6 +169,7 @@ class WeakAnnotateWebApp:
         s.change("case_id")(self._on_case_id)
         s.change("wl_preset")(self._on_wl_preset)
         s.change("mode")(self._on_mode)
+        self.training = TrainingPanel(self, data_dir)
         self._observe_slice_nodes()
         self._build_ui()
 
@@ -289,10 +294,73 @@ class WeakAnnotateWebApp:
                     v3.VDivider(classes="my-3")
                     v3.VAlert("{{ error }}", v_if=("error",), type="error", density="compact", id="error")
                     html.Div("{{ status }}", classes="text-body-2 mt-2", id="status")
+                    v3.VDivider(classes="my-3")
+                    self._build_training_ui()
             with layout.content, v3.VContainer(fluid=True, classes="fill-height pa-0"):
                 with html.Div(style="width: 100%; height: 100%;", id="views"):
                     self.layout_manager.initialize_layout_grid(layout)
         self.ui = layout
+
+    def _build_training_ui(self) -> None:
+        """Train a small model on this case and 1-2 others of its modality; watch, cancel, apply it here."""
+        t = self.training
+        html.Div("Training", classes="text-subtitle-2 mb-1")
+        v3.VSelect(
+            label="Method",
+            v_model=("train_method",),
+            items=("train_methods",),
+            density="compact",
+            id="train-method",
+            disabled=("train_running || train_busy",),
+        )
+        with html.Div(classes="d-flex ga-2"):
+            v3.VTextField(
+                label="Epochs",
+                v_model=("train_epochs",),
+                type="number",
+                density="compact",
+                id="train-epochs",
+                disabled=("train_running || train_busy",),
+            )
+            v3.VSelect(
+                label="Cases",
+                v_model=("train_cases",),
+                items=("[2, 3]",),
+                density="compact",
+                id="train-cases",
+                disabled=("train_running || train_busy",),
+            )
+        with html.Div(classes="d-flex flex-wrap ga-2"):
+            v3.VBtn(
+                "Start training",
+                click=t.start,
+                id="train-start",
+                color="primary",
+                size="small",
+                disabled=("!case_id || train_running || train_busy",),
+            )
+            v3.VBtn("Cancel", click=t.cancel, id="train-cancel", size="small", disabled=("!train_running",))
+            v3.VBtn(
+                "Apply model to this case",
+                click=t.apply,
+                id="train-apply",
+                size="small",
+                disabled=("!case_id || !train_model || train_busy || busy",),
+            )
+        v3.VProgressLinear(
+            model_value=("train_progress",),
+            height=8,
+            color="green",
+            classes="my-2",
+            id="train-progress",
+            indeterminate=("train_busy",),
+        )
+        html.Div("{{ train_state }} · {{ train_progress }} %", classes="text-caption", id="train-state")
+        html.Div(v_html=("train_curve",), id="train-curve", classes="my-1")
+        html.Div("loss (amber), validation Dice (green)", classes="text-caption")
+        html.Div("{{ train_text }}", classes="text-body-2", id="train-text")
+        html.Div("model: {{ train_model }}", v_if=("train_model",), classes="text-caption", id="train-model")
+        v3.VAlert("{{ train_error }}", v_if=("train_error",), type="error", density="compact", id="train-error")
 
     def _report(self, status: str = "", error: str = "") -> None:
         with self.state:
@@ -655,7 +723,9 @@ def create_app(
         if data_dir is not None:
             raise
         cases, message = [], f"{NO_DATA_MESSAGE} ({e})"
-    app = WeakAnnotateWebApp(server or get_server("weakannotate"), cases, Workspace(work_dir), data_message=message)
+    app = WeakAnnotateWebApp(
+        server or get_server("weakannotate"), cases, Workspace(work_dir), data_message=message, data_dir=data_dir
+    )
     if case_id is not None:
         if case_id not in app.cases:
             from WeakAnnotateLib.cases import find_case

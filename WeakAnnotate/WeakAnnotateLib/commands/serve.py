@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import InputError
 
 NAME = "serve"
-HELP = "Serve the annotation web app (slice views, extreme/surface points, box, save) on 127.0.0.1."
+HELP = "Serve the annotation web app (slice views, extreme/surface points, box, save, training) on 127.0.0.1."
 
 LOOPBACK_NAMES = {"localhost"}
 
@@ -63,6 +63,12 @@ def run(args: argparse.Namespace) -> int:
     from WeakAnnotateWeb.app import create_app  # the web face, imported only here
 
     app = create_app(args.data, args.work, case_id=args.case)
-    print(f"weakannotate serve: http://{args.host}:{args.port}/ (work folder {app.workspace.root})", flush=True)
-    app.server.start(host=args.host, port=args.port, open_browser=False, timeout=0, show_connection_info=True)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    where = f"http://{shown}:{args.port}/" if args.port else f"http://{shown}:PORT/ (the port trame prints below)"
+    print(f"weakannotate serve: work folder {app.workspace.root}", flush=True)
+    print(f"Open {where}", flush=True)
+    try:
+        app.server.start(host=args.host, port=args.port, open_browser=False, timeout=0, show_connection_info=True)
+    finally:
+        app.training.shutdown()  # a running training worker lives in its own session: stop it with the server
     return 0
