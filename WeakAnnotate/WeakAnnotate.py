@@ -123,6 +123,7 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyModelButton.connect("clicked(bool)", self.onApplyModel)
         self.ui.modelsTable.connect("itemSelectionChanged()", self._checkCanApply)
         self.ui.trainingLogText.setVisible(False)
+        self.ui.lesionsTable.setVisible(False)  # shown after a PET model is applied
 
         # Everything slow runs elsewhere (worker process, pseudo-label process, prediction thread); this timer
         # only reads what they reported, so the GUI never waits for them.
@@ -342,6 +343,7 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if done is not None:
             self.ui.applyModelButton.enabled = True
             self.ui.statusLabel.text = done
+            self._showLesions(self.logic.lastLesions)
         if self.logic.predicting:
             busy = True
         if not busy:
@@ -377,6 +379,15 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # --- prediction ------------------------------------------------------------------------------------
 
+    def _showLesions(self, lesions) -> None:
+        """PET models: the lesions (name, ml, SUVmax) in the table under the button; hidden otherwise."""
+        self.ui.lesionsTable.setVisible(bool(lesions))
+        self._fillTable(
+            self.ui.lesionsTable,
+            ["Lesion", "Volume (ml)", "SUVmax"],
+            [[f"Lesion {les.index}", f"{les.volume_ml:.1f}", f"{les.suv_max:.2f}"] for les in lesions],
+        )
+
     def onApplyModel(self) -> None:
         from WeakAnnotateLib.errors import InputError
 
@@ -388,6 +399,7 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self.ui.applyModelButton.enabled = False
         self.ui.statusLabel.text = "Predicting in the background…"
+        self._showLesions([])
         self._timer.start()
 
 
@@ -410,6 +422,8 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
         self._pseudoOffset = 0
         self._pseudoLog = None
         self._prediction = None  # (thread, result dict)
+        self.lastLesions = []  # PET models: pet_lesions.Lesion records of the last prediction, largest first
+        self.lastWarnings = []  # PET models: SUV / modality warnings of the last prediction
 
     def getParameterNode(self):
         return WeakAnnotateParameterNode(super().getParameterNode())
@@ -594,6 +608,7 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
 
     def finishPrediction(self):
         """On the main thread once the thread is done: the mask becomes a segment named after the model."""
+        from WeakAnnotateLib import pet_lesions
         from WeakAnnotateLib.colors import segment_color
         from WeakAnnotateLib.mrml_adapter import add_segmentation_node, set_segment_mask
         from WeakAnnotateLib.slicer_runtime import get_runtime
@@ -612,7 +627,14 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
             node = add_segmentation_node(rt, name, volume)
         model = result["model"]
         set_segment_mask(rt, node, result["mask"], result["geometry"], model.name, segment_color(model.name))
-        return f"Added segment {model.name!r} ({int(result['mask'].sum())} voxels) to {name!r}."
+        text = f"Added segment {model.name!r} ({int(result['mask'].sum())} voxels) to {name!r}."
+        self.lastLesions, self.lastWarnings = [], []
+        if pet_lesions.is_pet_model(model.info):  # PET: one segment per lesion, with volume and SUV
+            lesionNode, self.lastLesions, self.lastWarnings = pet_lesions.lesions_of_nodes(
+                rt, volume, result["mask"], result["geometry"], model_info=model.info
+            )
+            text += f" {len(self.lastLesions)} lesion(s) in {lesionNode.GetName()!r}."
+        return " ".join([text, *self.lastWarnings])
 
     # --- live plot -------------------------------------------------------------------------------------
 

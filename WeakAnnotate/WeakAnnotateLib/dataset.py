@@ -288,6 +288,18 @@ def normalise_intensity(array: np.ndarray) -> np.ndarray:
     return np.clip((a - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
 
 
+def crop_zscore(array: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance of the raw values over the whole crop (pet_box ``suv_zscore``: the paper's
+    normalisation of the SUV; no percentile clipping, so hot lesions keep their contrast)."""
+    a = np.asarray(array, dtype=np.float32)
+    return ((a - a.mean()) / max(float(a.std()), 1e-6)).astype(np.float32)
+
+
+def normalise_crop(array: np.ndarray, intensity: str = "percentile") -> np.ndarray:
+    """A crop's network input: "percentile" (:func:`normalise_intensity`) or "suv_zscore" (:func:`crop_zscore`)."""
+    return crop_zscore(array) if intensity == "suv_zscore" else normalise_intensity(array)
+
+
 def gaussian_heatmap(shape: Sequence[int], points: np.ndarray | None, sigma_vox: float) -> np.ndarray:
     """The points channel: max over points of a 3D Gaussian of ``sigma_vox`` (zeros when no points)."""
     out = np.zeros(tuple(shape), np.float32)
@@ -381,8 +393,10 @@ class CropDataset:
         sigma_mm: float = 3.0,
         patch_size: Sequence[int] | None = None,
         seed: int = 0,
+        intensity: str = "percentile",
     ) -> None:
         self.cache = cache
+        self.intensity = intensity  # "percentile" (the cached "image") or "suv_zscore" (the "raw" crop z-scored)
         self.case_ids = list(case_ids)
         self.target = target
         self.target_dir = Path(target_dir) if target_dir is not None else None
@@ -398,7 +412,12 @@ class CropDataset:
         """(input (C, D, H, W), target (1, D, H, W)) of the whole crop, as numpy."""
         case_id = self.case_ids[index]
         z = self.cache.load(case_id)
-        channels = [z["image"]]
+        if self.intensity == "suv_zscore":
+            if "raw" not in z:
+                raise InputError(f"Case {case_id!r}: the crop cache has no raw intensities; delete its crops/ folder.")
+            channels = [crop_zscore(z["raw"])]
+        else:
+            channels = [z["image"]]
         if self.points_channel:
             spacing = float(np.mean(z["spacing"]))
             channels.append(gaussian_heatmap(z["image"].shape, z.get("points"), self.sigma_mm / spacing))

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .dataset import crop_grid, gaussian_heatmap, normalise_intensity, resample
+from .dataset import crop_grid, gaussian_heatmap, normalise_crop, resample
 from .errors import InputError
 from .image_io import Image, read_image, write_image
 
@@ -129,7 +129,7 @@ def predict_image(
         lo, hi, padding = np.zeros(3, int), np.asarray(geometry.shape) - 1, 0.0
     grid = crop_grid(geometry, lo, hi, padding_mm=padding, spacing_mm=cfg.get("spacing_mm") or None)
     crop = image.array[grid.slices]
-    x = [normalise_intensity(resample(crop, grid.resampled_shape))]
+    x = [normalise_crop(resample(crop, grid.resampled_shape), cfg.get("intensity", "percentile"))]
     if model.needs_points:
         spacing = float(
             np.mean(

@@ -17,8 +17,10 @@ from typing import Any
 
 from ..errors import InputError
 
-METHODS = ("full_supervision", "extreme_point_network", "pet_box_dice", "pet_box_mdice_ms", "weak_net")
+METHODS = ("full_supervision", "extreme_point_network", "pet_box_dice", "pet_box_mdice_ms", "weak_net", "box_prior")
 DEVICES = ("auto", "cpu", "cuda")
+OPTIMIZERS = ("adam", "sgd")
+SGD_MOMENTUM = 0.9  # optimizer "sgd": the pet_box paper's momentum (Afshari et al.: SGD, lr 1e-5, momentum 0.9)
 
 
 @dataclass
@@ -57,6 +59,10 @@ class JobSpec:
     ms_weight: float = 1.0  # λ
     ms_epsilon: float = 0.03  # ε of the regularised Heaviside
     ms_omega: list[float] = field(default_factory=lambda: [1.0, 3.0])  # ω1, ω2
+    suv_zscore: bool = False  # pet_box: input = raw SUV z-scored over the crop (paper); False = percentile + window
+    # optimiser of every method: "adam" (default: converges in the few hundred steps a CPU run affords) or "sgd"
+    # (momentum SGD_MOMENTUM; the pet_box paper's choice, with learning_rate 1e-5 and ~100 epochs)
+    optimizer: str = "adam"
     # Weak-Net from surface points (issue 6; training/weak_net.py)
     weak_net_lambda: float = 1e-4  # λ of L = CE + λ·MSE (paper: 1e-4); 0 = the template-alone ablation
     weak_net_distance_mm: float = 4.0  # d: the MSE weight is high within d of the template's boundary
@@ -175,6 +181,10 @@ def validate(spec: JobSpec, *, resume: bool = False) -> dict[str, Any]:
     if spec.method not in METHODS:
         raise InputError(f"method: unknown method {spec.method!r}; use one of {', '.join(METHODS)}.")
     resolve_device(spec.device)
+    if spec.optimizer not in OPTIMIZERS:
+        raise InputError(f"optimizer: unknown optimizer {spec.optimizer!r}; use one of {', '.join(OPTIMIZERS)}.")
+    if spec.suv_zscore and not spec.method.startswith("pet_box"):
+        raise InputError(f"suv_zscore: only the pet_box methods use it, not {spec.method!r}.")
     positive = {
         "epochs": spec.epochs,
         "learning_rate": spec.learning_rate,
@@ -260,6 +270,13 @@ def validate(spec: JobSpec, *, resume: bool = False) -> dict[str, Any]:
         ):
             raise InputError(
                 f"dataset: case {entry.id!r} has no box annotation and no reference to simulate boxes from."
+            )
+    if spec.method == "box_prior":
+        no_boxes = [e.id for e in dataset.cases if e.id in train and not e.reference]
+        no_boxes = [c for c in no_boxes if not any(k.startswith("box") for k in dataset.case(c).annotations)]
+        if no_boxes:
+            raise InputError(
+                f"dataset: case {no_boxes[0]!r} has no box annotation and no reference to take boxes from."
             )
     if spec.method.startswith("pet_box"):
         from .pet_box import validate_pet_box

@@ -14,8 +14,11 @@ paper's box Dice of 28 %).
 Network (paper §3.4): the MONAI 3D U-Net with SELU activations and a sigmoid output; "feature maps divided
 by 4" is the job's ``channels`` (paper: 16-32-64-128-256; the tests use 4-8-16). Inputs are normalised to zero
 mean and unit variance per window inside the network (:class:`InputZScore`), so training windows, validation
-and ``predict`` see the same scaling. Augmentation (paper §4.1): random flips along every axis and Gaussian
-noise, on the fly in the training step.
+and ``predict`` see the same scaling. ``suv_zscore: true`` is the paper's normalisation instead: the raw SUV
+z-scored over the whole crop (no percentile clipping, no per-window z-score; ``predict`` does the same from
+the model's ``intensity`` setting). Augmentation (paper §4.1): random flips along every axis and Gaussian
+noise, on the fly in the training step. Optimiser: the job's ``optimizer`` ("adam" by default; "sgd" with
+momentum 0.9 is the paper's, at ``learning_rate`` 1e-5).
 """
 
 from __future__ import annotations
@@ -48,12 +51,17 @@ def zscore(x: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std
 
 
-def augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
-    """Random flips (each spatial axis, per batch) and Gaussian noise on the z-scored input; labels flip along."""
+def augment(
+    x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None, *, window_zscore: bool = True
+) -> tuple[torch.Tensor, ...]:
+    """Random flips (each spatial axis, per batch) and Gaussian noise on the z-scored input; labels flip along.
+
+    ``window_zscore=False`` (``suv_zscore``): the input is already z-scored over its crop and is kept as it is."""
     for axis in (2, 3, 4):
         if float(torch.rand(1, generator=generator)) < FLIP_P:
             x, y = x.flip(axis), y.flip(axis)
-    x = zscore(x)
+    if window_zscore:
+        x = zscore(x)
     noise = torch.randn(x.shape, generator=generator).to(x.device) * NOISE_STD
     return x + noise, y
 
@@ -69,6 +77,8 @@ class PetBox(TrainingMethod):
         super().__init__(spec, cache, split, output)
         self.name = spec.method
         self.generator = torch.Generator().manual_seed(int(spec.seed))
+        if spec.suv_zscore:  # the paper's normalisation: raw SUV z-scored over the crop, not per window
+            self.network = {"act": "SELU", "intensity": "suv_zscore"}
 
     def target_dir(self, round_index: int) -> Path:
         return self.output / "targets" / "boxes"
@@ -121,14 +131,15 @@ class PetBox(TrainingMethod):
         """Augment, forward, and the method's loss: plain Dice vs the boxes, or β·L_MDice + λ·L_MS."""
         from ..pet_box_losses import dice_loss, modified_dice_loss, mumford_shah_loss, region_channels
 
-        x, y = augment(x, y, self.generator)
+        suv = bool(self.spec.suv_zscore)
+        x, y = augment(x, y, self.generator, window_zscore=not suv)
         prob = torch.sigmoid(model(x))
         boxes = region_channels(y)
         if self.name == "pet_box_dice":
             return dice_loss(prob, boxes)
         s = self.spec
         omega1, omega2 = s.ms_omega
-        image = zscore(x[:, :1])
+        image = x[:, :1] if suv else zscore(x[:, :1])
         return s.mdice_weight * modified_dice_loss(prob, boxes, s.mdice_alpha) + s.ms_weight * mumford_shah_loss(
             prob, image, boxes, s.ms_epsilon, omega1, omega2
         )

@@ -162,6 +162,10 @@ def make_method(spec: JobSpec, cache: Any, split: dict[str, list[str]], output: 
         from .pet_box import PetBox
 
         return PetBox(spec, cache, split, output)
+    if spec.method == "box_prior":
+        from .box_prior import BoxPrior
+
+        return BoxPrior(spec, cache, split, output)
     if spec.method == "weak_net":
         from .weak_net import WeakNet
 
@@ -225,6 +229,7 @@ class Trainer:
             sigma_mm=self.spec.sigma_mm,
             patch_size=self.spec.patch_size,
             seed=self.spec.seed * 1000 + epoch * 10 + self.dist.rank,
+            intensity=self.config.get("intensity", "percentile"),  # pet_box suv_zscore
         )
         sampler = None
         if self.dist.enabled:
@@ -255,6 +260,7 @@ class Trainer:
             target="reference",
             points_channel=self.method.points_channel,
             sigma_mm=self.spec.sigma_mm,
+            intensity=self.config.get("intensity", "percentile"),  # pet_box suv_zscore
         )
         z = self.cache.load(case_id)
         x = ds.arrays(0)[0]
@@ -299,7 +305,12 @@ class Trainer:
         net = build_network(self.config).to(dist.device)
         if not resume and hasattr(self.method, "initialise"):
             self.method.initialise(net)  # pet_box_mdice_ms: weights of a finished pet_box_dice job
-        optimiser = torch.optim.Adam(net.parameters(), lr=spec.learning_rate)
+        if spec.optimizer == "sgd":  # the pet_box paper's optimiser (lr 1e-5, momentum 0.9)
+            from .job_spec import SGD_MOMENTUM
+
+            optimiser = torch.optim.SGD(net.parameters(), lr=spec.learning_rate, momentum=SGD_MOMENTUM)
+        else:
+            optimiser = torch.optim.Adam(net.parameters(), lr=spec.learning_rate)
         ckpt_path = self.output / "checkpoints" / "last.pt"
         state = {
             "epoch": 0,
@@ -342,6 +353,7 @@ class Trainer:
             epoch = state["epoch"] + 1
             round_index = state["round"]
             t0 = time.perf_counter()
+            self.method.epoch = epoch - 1  # 0-based, for methods with a per-epoch schedule (box_prior's t)
             loader = self.loader(round_index, epoch)
             steps = spec.steps_per_epoch or len(loader)
             losses: list[float] = []
