@@ -240,6 +240,10 @@ class CropGrid:
     def to_dict(self) -> dict[str, list[int]]:
         return {"start": list(self.start), "shape": list(self.shape), "resampled_shape": list(self.resampled_shape)}
 
+    def crop(self, full: np.ndarray, *, mode: str = "nearest") -> np.ndarray:
+        """A full-grid array (e.g. a label map) cut to the box and resampled onto this grid, float32."""
+        return resample(np.asarray(full)[self.slices].astype(np.float32), self.resampled_shape, mode=mode)
+
 
 def crop_grid(
     geometry: Geometry,
@@ -371,6 +375,11 @@ class CropCache:
     def load(self, case_id: str) -> dict[str, np.ndarray]:
         with np.load(self.path(case_id)) as z:
             return {k: z[k] for k in z.files}
+
+    def grid(self, case_id: str) -> CropGrid:
+        """The crop grid a cached case was cut with (stored as start / shape / resampled shape rows)."""
+        g = self.load(case_id)["grid"]
+        return CropGrid(tuple(map(int, g[0])), tuple(map(int, g[1])), tuple(map(int, g[2])))
 
 
 class CropDataset:

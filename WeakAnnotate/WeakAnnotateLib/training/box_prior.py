@@ -79,7 +79,7 @@ class BoxPrior(TrainingMethod):
 
     def box_labels(self, case_id: str) -> np.ndarray:
         """float32 union of the case's slice boxes on its crop grid (slices along crop axis 0)."""
-        from ..dataset import CropGrid, read_reference, resample
+        from ..dataset import read_reference
         from ..image_io import read_image
         from ..markups_io import read_box
         from ..simulate import box_mask
@@ -87,11 +87,10 @@ class BoxPrior(TrainingMethod):
         dataset = self.cache.dataset
         entry = dataset.case(case_id)
         image = read_image(dataset.path(entry.image), what=f"image of case {case_id!r}")
-        g = self.cache.load(case_id)["grid"]
-        grid = CropGrid(tuple(map(int, g[0])), tuple(map(int, g[1])), tuple(map(int, g[2])))
+        grid = self.cache.grid(case_id)
         if entry.reference:
             ref = read_reference(dataset, entry, image.geometry)
-            crop = resample(ref[grid.slices].astype(np.float32), grid.resampled_shape, mode="nearest") > 0.5
+            crop = grid.crop(ref) > 0.5
             return slice_box_mask(crop).astype(np.float32)
         kinds = sorted(k for k in entry.annotations if k.startswith("box"))
         if not kinds:
@@ -99,7 +98,7 @@ class BoxPrior(TrainingMethod):
         region = np.zeros(image.geometry.shape, dtype=bool)
         for k in kinds:
             region |= box_mask(read_box(dataset.path(entry.annotations[k]), geometry=image.geometry), image.geometry)
-        return resample(region[grid.slices].astype(np.float32), grid.resampled_shape, mode="nearest")
+        return grid.crop(region)
 
     def step_loss(self, model: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Eq. 6 on the window's slices with a box; slices without one only feel the emptiness term."""

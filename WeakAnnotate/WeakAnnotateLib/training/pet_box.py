@@ -89,7 +89,7 @@ class PetBox(TrainingMethod):
 
     def box_labels(self, case_id: str) -> np.ndarray:
         """float32 region labels (0 outside, 1..K) of the case's boxes on its crop grid."""
-        from ..dataset import CropGrid, read_reference, resample
+        from ..dataset import read_reference
         from ..image_io import read_image
         from ..markups_io import read_box
         from ..pet_boxes import box_regions, lesion_boxes
@@ -106,9 +106,7 @@ class PetBox(TrainingMethod):
         else:
             raise InputError(f"dataset: case {case_id!r} has neither a box annotation nor a reference mask.")
         regions = box_regions(boxes, image.geometry)
-        g = self.cache.load(case_id)["grid"]
-        grid = CropGrid(tuple(map(int, g[0])), tuple(map(int, g[1])), tuple(map(int, g[2])))
-        return resample(regions[grid.slices].astype(np.float32), grid.resampled_shape, mode="nearest")
+        return self.cache.grid(case_id).crop(regions)
 
     def initialise(self, net: torch.nn.Module) -> None:
         """Start from ``init_model`` (a finished job with the same network), when given."""

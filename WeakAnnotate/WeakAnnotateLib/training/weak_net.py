@@ -144,7 +144,6 @@ class WeakNet(TrainingMethod):
     def template(self, case_id: str) -> np.ndarray:
         """The case's surface-point template on its crop grid (float32 0/1)."""
         from ..active_surface import fit_surface
-        from ..dataset import CropGrid, resample
         from ..image_io import read_image
         from ..markups_io import read_points
 
@@ -159,9 +158,7 @@ class WeakNet(TrainingMethod):
             mask = fit_surface(points, image.geometry).rasterize()
         except InputError as e:
             raise InputError(f"dataset: case {case_id!r}: surface points: {e}") from None
-        g = self.cache.load(case_id)["grid"]
-        grid = CropGrid(tuple(map(int, g[0])), tuple(map(int, g[1])), tuple(map(int, g[2])))
-        crop = resample(mask[grid.slices].astype(np.float32), grid.resampled_shape)
+        crop = self.cache.grid(case_id).crop(mask, mode="trilinear")
         return (crop >= 0.5).astype(np.float32)
 
     def step_loss(self, model: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
