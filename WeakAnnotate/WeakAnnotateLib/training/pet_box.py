@@ -4,6 +4,10 @@
 * ``pet_box_mdice_ms``: L = β·L_MDice + λ·L_MS (formulas (1)–(7), :mod:`..pet_box_losses`), initialised from
   a finished ``pet_box_dice`` model when ``init_model`` is given (paper: "we used the trained network on box
   mask annotations to initialize the weights").
+* ``pet_box_full_supervision``: the paper's L_FS, "a fixed architecture CNN trained with fully supervised
+  ground truth delineations": the same network, normalisation and augmentation, plain Dice against the
+  reference masks. (The repository's ``full_supervision`` uses another network — PReLU, percentile input — and
+  no augmentation, so it is not the upper bound of these rows.)
 
 Labels: every training case's boxes as integer regions (0 outside, 1..K) on its crop grid, written once to
 ``targets/boxes/<case>.npy`` (streamed like the crops; a resumed job finds them). Boxes come from the case's
@@ -76,16 +80,23 @@ class PetBox(TrainingMethod):
     def __init__(self, spec: JobSpec, cache: Any, split: dict[str, list[str]], output: Path) -> None:
         super().__init__(spec, cache, split, output)
         self.name = spec.method
+        if self.full_supervision:
+            self.target, self.target_name = "reference", "reference masks"
         self.generator = torch.Generator().manual_seed(int(spec.seed))
         if spec.suv_zscore:  # the paper's normalisation: raw SUV z-scored over the crop, not per window
             self.network = {"act": "SELU", "intensity": "suv_zscore"}
 
-    def target_dir(self, round_index: int) -> Path:
-        return self.output / "targets" / "boxes"
+    @property
+    def full_supervision(self) -> bool:
+        return self.name == "pet_box_full_supervision"
+
+    def target_dir(self, round_index: int) -> Path | None:
+        return None if self.full_supervision else self.output / "targets" / "boxes"
 
     def prepare(self, rank: int, world: int, barrier: Any) -> None:
         """Box regions on each training crop's grid (this rank's share), then wait for every rank."""
-        self.write_targets(self.target_dir(0), rank, world, barrier, self.box_labels)
+        if not self.full_supervision:
+            self.write_targets(self.target_dir(0), rank, world, barrier, self.box_labels)
 
     def box_labels(self, case_id: str) -> np.ndarray:
         """float32 region labels (0 outside, 1..K) of the case's boxes on its crop grid."""
@@ -126,12 +137,14 @@ class PetBox(TrainingMethod):
         net.load_state_dict(loaded.net.state_dict())
 
     def step_loss(self, model: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Augment, forward, and the method's loss: plain Dice vs the boxes, or β·L_MDice + λ·L_MS."""
+        """Augment, forward, the method's loss: Dice vs the boxes (or the reference), or β·L_MDice + λ·L_MS."""
         from ..pet_box_losses import dice_loss, modified_dice_loss, mumford_shah_loss, region_channels
 
         suv = bool(self.spec.suv_zscore)
         x, y = augment(x, y, self.generator, window_zscore=not suv)
         prob = torch.sigmoid(model(x))
+        if self.full_supervision:
+            return dice_loss(prob, (y > 0.5).to(prob.dtype))
         boxes = region_channels(y)
         if self.name == "pet_box_dice":
             return dice_loss(prob, boxes)
