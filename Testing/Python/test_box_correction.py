@@ -185,6 +185,18 @@ def test_box_correct_cli_end_to_end(capsys, trained, crops, tmp_path) -> None:
     assert all(cs <= rs + 1e-6 for cs, rs in zip(c["size"], r["size"], strict=True))
     assert read_image(pseudo).array.max() == 1
     assert not list(tmp_path.glob(".*partial*"))
+    # the file reads back (as box_prior's slice_boxes annotation does) as exactly the pseudo-mask ...
+    from WeakAnnotateLib.box_correction import read_slice_boxes
+
+    assert np.array_equal(read_slice_boxes(out, image.geometry), read_image(pseudo).array > 0)
+    # ... and refuses another volume's grid: a shifted origin puts the RAS boxes elsewhere
+    shifted = image.geometry.ijk_to_ras.copy()
+    shifted[:3, 3] += 50.0
+    moved = Geometry(shifted, image.geometry.shape)
+    with pytest.raises(InputError, match="belong to another volume"):
+        read_slice_boxes(out, moved)
+    with pytest.raises(InputError, match="do not fit this image"):
+        read_slice_boxes(out, Geometry(image.geometry.ijk_to_ras, (2, 2, 2)))
 
 
 def test_box_correct_warns_for_another_modality(capsys, trained, crops, tmp_path) -> None:

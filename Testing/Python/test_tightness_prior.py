@@ -214,3 +214,101 @@ def test_box_prior_worker_method_reaches_a_model(tmp_path, data_dir) -> None:
     assert info["method"] == "box_prior"
     labels = np.load(tmp_path / "job" / "targets" / "slice_boxes" / f"{cases[0]}.npy")
     assert set(np.unique(labels)) == {0.0, 1.0}
+
+
+# --- the 3D variant, the entropy term, the 2.5D network, box labels (issue 5, second part) --------------------
+
+
+def test_slabs_along_three_axes_with_remainders_and_clipping() -> None:
+    from WeakAnnotateLib.tightness_prior import build_slabs
+
+    # a 3×7×5 box at the origin of a 4×8×6 volume, w = 5: axis 0 → one slab of 3 planes, axis 1 → 5 + 2,
+    # axis 2 → one slab of 5; every box voxel counts once per axis
+    slabs = build_slabs([(0, 0, 0, 2, 6, 4)], (4, 8, 6), width=5)
+    assert slabs.width.tolist() == [3.0, 5.0, 2.0, 5.0]
+    assert slabs.shape == (1, 4, 8, 6) and slabs.pixel.numel() == 3 * 3 * 7 * 5
+    probs = torch.zeros((1, 4, 8, 6))
+    probs[0, 1, 6, 2] = 1.0  # one voxel in plane k=1, j=6 (the remainder slab of axis 1), i=2
+    assert slabs.sums(probs).tolist() == [1.0, 0.0, 1.0, 1.0]
+    # a box reaching past the volume is clipped, a sample without a box adds nothing, outside is an error
+    clipped = build_slabs([None, (-3, 5, 4, 9, 9, 9)], (4, 8, 6), width=5)
+    assert clipped.width.tolist() == [4.0, 3.0, 2.0] and clipped.shape == (2, 4, 8, 6)
+    assert int(clipped.pixel.min()) == 4 * 8 * 6 + 5 * 6 + 4  # second volume, first voxel (0, 5, 4)
+    with pytest.raises(InputError, match="zero extent or lies outside"):
+        build_slabs([(5, 0, 0, 6, 1, 1)], (4, 8, 6))
+
+
+def test_volume_emptiness_size_and_entropy_by_hand() -> None:
+    from WeakAnnotateLib.tightness_prior import box_entropy
+
+    probs = torch.full((1, 2, 2, 2), 0.25)
+    inside = torch.zeros((1, 2, 2, 2), dtype=torch.bool)
+    inside[0, 0] = True  # 4 of 8 voxels
+    t = 5.0
+    assert float(emptiness_loss(probs, inside, t)) == pytest.approx(float(log_barrier(torch.tensor(1.0), t)))
+    low = log_barrier(torch.tensor(0.1 * 4 - 2.0), t)  # ε|box| − Σ s
+    high = log_barrier(torch.tensor(2.0 - 4.0), t)  # Σ s − |box|
+    assert float(size_loss(probs, inside, t)) == pytest.approx(float(low + high))
+    h = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
+    assert float(box_entropy(probs, inside)) == pytest.approx(4 * h, rel=1e-5)
+    loss = BoxPriorLoss(entropy_weight=0.5)
+    bands = build_bands([[(0, 0, 1, 1)]], (2, 2))
+    terms = loss.terms(probs[:, 0], bands, inside[:, 0], t)
+    expected = terms["background"] + 1e-4 * terms["tightness"] + terms["size"] + 0.5 * terms["entropy"]
+    assert float(terms["total"]) == pytest.approx(float(expected))
+    with pytest.raises(InputError, match="entropy_weight"):
+        BoxPriorLoss(entropy_weight=-1.0)
+
+
+def test_slice_stack_unet_sees_three_neighbouring_slices_only() -> None:
+    from WeakAnnotateLib.prediction import build_network
+
+    torch.manual_seed(0)
+    net = build_network({"network": "unet_2.5d", "in_channels": 1, "channels": [4, 8], "num_res_units": 2})
+    net.eval()
+    x = torch.randn(2, 1, 7, 16, 16)
+    with torch.no_grad():
+        y = net(x)
+        assert y.shape == (2, 1, 7, 16, 16)
+        changed = x.clone()
+        changed[:, :, 5] += 3.0  # slice 5 feeds outputs 4, 5, 6 and nothing else
+        diff = (net(changed) - y).abs().amax(dim=(0, 1, 3, 4))
+    assert diff[:4].max() == 0 and diff[4:].min() > 0, diff
+    # the batch and slice folding keeps samples apart: sample 1 alone gives sample 1's output
+    with torch.no_grad():
+        assert torch.allclose(net(x[1:]), y[1:], atol=1e-6)
+
+
+def test_box_labels_tight_slices_3d_box_and_margins() -> None:
+    import numpy as np
+    from WeakAnnotateLib.training.box_prior import box_3d_mask, slice_box_mask, window_boxes_3d
+
+    mask = np.zeros((3, 12, 12), bool)
+    mask[1, 4:6, 4:7] = True
+    mask[2, 5, 5] = True
+    tight = slice_box_mask(mask)
+    assert tight[1].sum() == 6 and tight[2].sum() == 1 and tight[0].sum() == 0
+    grown = slice_box_mask(mask, margin=5)  # in-plane only, clipped at the border
+    assert grown[1].sum() == (min(5 + 5, 11) - 0 + 1) * (min(6 + 5, 11) - 0 + 1) and grown[0].sum() == 0
+    box = box_3d_mask(mask, margin=1)  # all sides: slices 0..2 (clipped), rows 3..6, cols 3..7
+    assert box.sum() == 3 * 4 * 5 and box[0].any()
+    assert window_boxes_3d(torch.from_numpy(box[None, None].astype("float32"))) == [(0, 3, 3, 2, 6, 7)]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("box_source", "guess", "box_source: use one of"),
+        ("tightness", "4d", "tightness: use one of"),
+        ("background", "ce", "background: use one of"),
+        ("box_margin_vox", -1, "box_margin_vox: must be ≥ 0"),
+        ("entropy_weight", -0.1, "entropy_weight: must be ≥ 0"),
+    ],
+)
+def test_box_prior_fields_are_checked(field: str, value: object, message: str) -> None:
+    from WeakAnnotateLib.training.box_prior import validate_box_prior
+    from WeakAnnotateLib.training.job_spec import JobSpec
+
+    spec = JobSpec(dataset="ds", output="out", method="box_prior", **{field: value})
+    with pytest.raises(InputError, match=message):
+        validate_box_prior(spec)

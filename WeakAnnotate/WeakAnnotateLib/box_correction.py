@@ -464,6 +464,46 @@ class BoxCorrectionResult:
         }
 
 
+def read_slice_boxes(path: str | Path, geometry: Geometry) -> np.ndarray:
+    """The corrected per-slice boxes of a BOXES.json (:meth:`BoxCorrectionResult.to_json`) as a mask on
+    ``geometry``: the union of the corrected slice boxes. A file from another image (indices outside the grid,
+    or slice boxes whose RAS centres do not fall on their indices) is an :class:`InputError`."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        axis, slices = int(doc["axis"]), list(doc["slices"])
+        boxes = [(int(s["slice_index"]), s["corrected"]) for s in slices]
+        bounds = [(k, tuple(int(v) for v in c["lo"]), tuple(int(v) for v in c["hi"]), c["center"]) for k, c in boxes]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise InputError(
+            f"Cannot read the corrected boxes {path}: {e}. Write them with 'weakannotate box-correct'."
+        ) from None
+    if axis not in (0, 1, 2) or not bounds:
+        raise InputError(f"The corrected boxes {path} hold no slices (or a slice axis {axis} not in 0–2).")
+    out = np.zeros(geometry.shape, dtype=bool)
+    spacing = np.asarray(geometry.array_spacing, dtype=float)
+    for k, lo, hi, center in bounds:
+        index: list[Any] = [slice(lo[0], hi[0] + 1), slice(lo[1], hi[1] + 1)]
+        index.insert(axis, k)
+        corner_lo, corner_hi = list(lo), list(hi)
+        corner_lo.insert(axis, k)
+        corner_hi.insert(axis, k)
+        if min(corner_lo) < 0 or any(h >= n for h, n in zip(corner_hi, geometry.shape, strict=True)) or any(
+            h < v for v, h in zip(lo, hi, strict=True)
+        ):
+            raise InputError(
+                f"The corrected boxes {path} do not fit this image ({geometry.shape} voxels): slice {k} box "
+                f"{lo}–{hi}. Were they corrected on another volume?"
+            )
+        mid = geometry.index_to_ras(((np.asarray(corner_lo) + np.asarray(corner_hi)) / 2.0)[None])[0]
+        if np.linalg.norm(mid - np.asarray(center, dtype=float)) > float(spacing.max()):
+            raise InputError(
+                f"The corrected boxes {path} belong to another volume: slice {k}'s box centre is "
+                f"{np.linalg.norm(mid - np.asarray(center, dtype=float)):.1f} mm from where its indices put it."
+            )
+        out[tuple(index)] = True
+    return out
+
+
 def check_box_on_image(box: Box, geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:
     """Index bounds of a 3D box on the image; zero extent or no voxel inside is an :class:`InputError`."""
     size = np.asarray(box.size, dtype=float)

@@ -26,11 +26,18 @@ MODEL_FILE, MODEL_INFO = "model.pt", "model.json"
 
 
 def build_network(config: dict[str, Any]) -> Any:
-    """The MONAI 3D U-Net described by a model config (in_channels, channels)."""
+    """The MONAI 3D U-Net described by a model config (in_channels, channels), or the 2.5D residual U-Net
+    (``"network": "unet_2.5d"``: three neighbouring slices in, the centre slice out; box_prior)."""
     from monai.networks.nets import UNet
 
     channels = tuple(int(c) for c in config["channels"])
     extra = {"act": config["act"]} if config.get("act") else {}  # pet_box: SELU (paper); default PReLU
+    if config.get("network") == "unet_2.5d":
+        from .slice_stack_unet import SliceStackUNet
+
+        return SliceStackUNet(
+            int(config["in_channels"]), channels, num_res_units=int(config.get("num_res_units", 2)), **extra
+        )
     net = UNet(
         spatial_dims=3,
         in_channels=int(config["in_channels"]),

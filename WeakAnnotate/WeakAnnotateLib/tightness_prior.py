@@ -91,7 +91,7 @@ class TightnessBands:
     pixel: torch.Tensor  # (M,) int64
     band: torch.Tensor  # (M,) int64
     width: torch.Tensor  # (B,) float32
-    shape: tuple[int, int, int]  # (N, H, W)
+    shape: tuple[int, ...]  # (N, H, W), or (N, D, H, W) for 3D slabs
 
     @property
     def count(self) -> int:
@@ -165,6 +165,53 @@ def box_masks(boxes: Sequence[Sequence[Box2D]], shape: tuple[int, int]) -> torch
     return mask
 
 
+Box3D = tuple[int, int, int, int, int, int]  # (k_lo, j_lo, i_lo, k_hi, j_hi, i_hi), inclusive
+
+
+def build_slabs(
+    boxes: Sequence[Box3D | None], shape: tuple[int, int, int], width: int = PAPER_BAND_WIDTH
+) -> TightnessBands:
+    """3D tightness of one 3D box per volume (``None``: no box): every plane through the box perpendicular to an
+    axis crosses the object, so each *slab* of ``n`` neighbouring planes must hold ``Σ s ≥ n`` — the paper's
+    bands one dimension up (its future work), along all three axes.
+
+    Why planes and not lines: a 3D object touching all six faces of its box need not meet every line through
+    the box (a sphere misses the lines near the box's edges), but it meets every plane between two opposite
+    faces. The constraint is therefore weaker per voxel than the 2D one: it is what a raw 3D box says.
+    """
+    if width < 1:
+        raise InputError(f"The band width w must be ≥ 1, got {width}.")
+    dims = tuple(int(v) for v in shape)
+    pixels: list[np.ndarray] = []
+    bands: list[np.ndarray] = []
+    widths: list[np.ndarray] = []
+    next_band = 0
+    for n, box in enumerate(boxes):
+        if box is None:
+            continue
+        lo = [max(int(box[a]), 0) for a in range(3)]
+        hi = [min(int(box[a + 3]), dims[a] - 1) for a in range(3)]
+        if any(h < v for v, h in zip(lo, hi, strict=True)):
+            raise InputError(f"The 3D box {tuple(box)} has zero extent or lies outside the {dims} volume.")
+        ranges = [np.arange(v, h + 1) for v, h in zip(lo, hi, strict=True)]
+        k, j, i = np.meshgrid(*ranges, indexing="ij")
+        flat = (((n * dims[0] + k) * dims[1] + j) * dims[2] + i).ravel()
+        for axis in range(3):
+            band_of_plane, counts = _side_bands(len(ranges[axis]), width)
+            index = (k, j, i)[axis] - lo[axis]
+            pixels.append(flat)
+            bands.append(next_band + band_of_plane[index.ravel()])
+            widths.append(counts)
+            next_band += len(counts)
+    cat = np.concatenate if pixels else (lambda _: np.zeros(0, dtype=np.int64))
+    return TightnessBands(
+        pixel=torch.as_tensor(cat(pixels), dtype=torch.int64),
+        band=torch.as_tensor(cat(bands), dtype=torch.int64),
+        width=torch.as_tensor(np.concatenate(widths) if widths else np.zeros(0), dtype=torch.float32),
+        shape=(len(boxes), *dims),
+    )
+
+
 def tightness_loss(probs: torch.Tensor, bands: TightnessBands, t: float) -> torch.Tensor:
     """Σ_bands ψ_t(n_b − Σ_{p∈b} s_p): Eq. 2 through Eq. 5."""
     if bands.count == 0:
@@ -172,10 +219,15 @@ def tightness_loss(probs: torch.Tensor, bands: TightnessBands, t: float) -> torc
     return log_barrier(bands.width.to(probs) - bands.sums(probs), t).sum()
 
 
+def _image_dims(probs: torch.Tensor) -> tuple[int, ...]:
+    """The dims summed per image: (1, 2) for (N, H, W), (1, 2, 3) for (N, D, H, W) volumes."""
+    return tuple(range(1, probs.dim()))
+
+
 def emptiness_loss(probs: torch.Tensor, inside: torch.Tensor, t: float) -> torch.Tensor:
     """Σ_images ψ_t(Σ_{p∉box} s_p): Eq. 1, one constraint per image."""
     outside = (~inside).to(probs.dtype)
-    return log_barrier((probs * outside).sum(dim=(1, 2)), t).sum()
+    return log_barrier((probs * outside).sum(dim=_image_dims(probs)), t).sum()
 
 
 def masked_cross_entropy(probs: torch.Tensor, inside: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -192,9 +244,22 @@ def size_loss(
     Images without a box (|Ω_I| = 0) get no lower bound (0 − Σ s ≤ 0 always holds) and an upper bound of 0,
     which is the emptiness constraint again: consistent with "no box, no object".
     """
-    area = inside.sum(dim=(1, 2)).to(probs.dtype)
-    total = probs.sum(dim=(1, 2))
+    dims = _image_dims(probs)
+    area = inside.sum(dim=dims).to(probs.dtype)
+    total = probs.sum(dim=dims)
     return (log_barrier(epsilon * area - total, t) + log_barrier(total - area, t)).sum()
+
+
+def box_entropy(probs: torch.Tensor, inside: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Σ_{p∈box} H(s_p), the binary entropy inside the boxes (nats): our addition, not the paper's.
+
+    Why: every constraint of Eq. 4 is a *sum* of probabilities, so a diffuse prediction (s ≈ 1/ℓ over an object
+    ℓ pixels across) satisfies them all, and with the emptiness term pulling shared features down that is
+    where training ends (measured: predictions below 0.5 everywhere). Minimising the entropy inside the box
+    asks each pixel to decide; the constraints then decide which way."""
+    s = probs.clamp(eps, 1.0 - eps)
+    h = -(s * torch.log(s) + (1.0 - s) * torch.log(1.0 - s))
+    return (h * inside.to(probs.dtype)).sum()
 
 
 @dataclass
@@ -209,6 +274,7 @@ class BoxPriorLoss:
     size_epsilon: float = DEFAULT_SIZE_EPSILON
     background: str = "emptiness"
     use_size: bool = True
+    entropy_weight: float = 0.0  # weight of box_entropy (0: the paper's Eq. 6 exactly)
 
     def __post_init__(self) -> None:
         if self.background not in ("emptiness", "masked_ce"):
@@ -217,6 +283,8 @@ class BoxPriorLoss:
             raise InputError(f"size_epsilon: must be in [0, 1], got {self.size_epsilon}.")
         if self.lam < 0:
             raise InputError(f"lam: must be ≥ 0, got {self.lam}.")
+        if self.entropy_weight < 0:
+            raise InputError(f"entropy_weight: must be ≥ 0, got {self.entropy_weight}.")
 
     def terms(
         self, probs: torch.Tensor, bands: TightnessBands, inside: torch.Tensor, t: float
@@ -228,7 +296,10 @@ class BoxPriorLoss:
             background = masked_cross_entropy(probs, inside)
         terms = {"background": background, "tightness": tightness_loss(probs, bands.to(probs.device), t)}
         terms["size"] = size_loss(probs, inside, t, self.size_epsilon) if self.use_size else probs.sum() * 0.0
-        terms["total"] = terms["background"] + self.lam * terms["tightness"] + terms["size"]
+        terms["entropy"] = box_entropy(probs, inside) if self.entropy_weight else probs.sum() * 0.0
+        terms["total"] = (
+            terms["background"] + self.lam * terms["tightness"] + terms["size"] + self.entropy_weight * terms["entropy"]
+        )
         return terms
 
     def __call__(self, probs: torch.Tensor, bands: TightnessBands, inside: torch.Tensor, t: float) -> torch.Tensor:
@@ -240,10 +311,11 @@ def constraint_violations(
 ) -> dict[str, float]:
     """How far the hard constraints are from holding (0 = all satisfied), for logs and tests."""
     with torch.no_grad():
+        dims = _image_dims(probs)
         tight = (bands.width.to(probs) - bands.sums(probs)).clamp_min(0)
-        outside = (probs * (~inside).to(probs)).sum(dim=(1, 2))
-        area = inside.sum(dim=(1, 2)).to(probs)
-        total = probs.sum(dim=(1, 2))
+        outside = (probs * (~inside).to(probs)).sum(dim=dims)
+        area = inside.sum(dim=dims).to(probs)
+        total = probs.sum(dim=dims)
         return {
             "tightness_max": float(tight.max()) if tight.numel() else 0.0,
             "tightness_violated": int((tight > 0).sum()),

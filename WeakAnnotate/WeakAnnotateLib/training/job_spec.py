@@ -17,8 +17,18 @@ from typing import Any
 
 from ..errors import InputError
 
-METHODS = ("full_supervision", "extreme_point_network", "pet_box_dice", "pet_box_mdice_ms", "weak_net", "box_prior")
+METHODS = (
+    "full_supervision",
+    "extreme_point_network",
+    "pet_box_dice",
+    "pet_box_mdice_ms",
+    "pet_box_full_supervision",
+    "weak_net",
+    "box_prior",
+)
+REFERENCE_METHODS = ("full_supervision", "pet_box_full_supervision")  # trained on the reference masks
 DEVICES = ("auto", "cpu", "cuda")
+NETWORKS = ("", "unet_3d", "unet_2.5d")
 OPTIMIZERS = ("adam", "sgd")
 SGD_MOMENTUM = 0.9  # optimizer "sgd": the pet_box paper's momentum (Afshari et al.: SGD, lr 1e-5, momentum 0.9)
 
@@ -37,6 +47,9 @@ class JobSpec:
     spacing_mm: float = 2.0  # crops are resampled to this isotropic spacing (0 = keep the image's)
     padding_mm: float = 20.0  # paper: the points' box + 20 mm
     channels: list[int] = field(default_factory=lambda: [8, 16, 32])  # U-Net features per level
+    # "unet_3d", or "unet_2.5d" (residual 2D U-Net on 3 neighbouring slices, the tightness-prior paper's);
+    # "" = the method's own (box_prior: unet_2.5d, every other method: unet_3d)
+    network: str = ""
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda" or "cuda:N"
     seed: int = 0
     validation_cases: list[str] = field(default_factory=list)  # ids; empty: the last validation_fraction
@@ -51,7 +64,8 @@ class JobSpec:
     erosion_mm: float = 4.0  # paper: r = 4 (voxels of 1 mm) for both foreground and background
     beta: float = 130.0  # paper
     convergence: float = 0.01  # stop when 1 − Dice(consecutive round predictions) < this
-    # PET lesions from boxes (Afshari et al.; training/pet_box.py): pet_box_dice, pet_box_mdice_ms
+    # PET lesions from boxes (Afshari et al.; training/pet_box.py): pet_box_dice, pet_box_mdice_ms and the
+    # upper bound pet_box_full_supervision (the same network and augmentation, Dice against the reference)
     init_model: str = ""  # a finished job (pet_box_dice) whose weights start this one; "" = random init
     box_margin_mm: float = 13.75  # boxes simulated from the reference: tight box + this (box Dice ≈ 0.28)
     mdice_alpha: float = 0.1  # α of the modified Dice's Heaviside switch
@@ -63,6 +77,14 @@ class JobSpec:
     # optimiser of every method: "adam" (default: converges in the few hundred steps a CPU run affords) or "sgd"
     # (momentum SGD_MOMENTUM; the pet_box paper's choice, with learning_rate 1e-5 and ~100 epochs)
     optimizer: str = "adam"
+    # boxes with the tightness prior and log-barriers (issue 5; training/box_prior.py): box_prior
+    box_source: str = "auto"  # "tight_slices", "box_3d" (of the reference), "annotation", "auto"
+    box_margin_vox: int = 0  # grow every box by this many crop voxels per side (paper's sensitivity: 10)
+    tightness: str = "2d"  # "2d": bands per slice (paper); "3d": slabs of planes along 3 axes; "2d+3d"
+    background: str = "emptiness"  # L_O: "emptiness" (paper's choice) or "masked_ce"
+    tightness_lambda: float = 1e-4  # λ of Eq. 6 (paper: 1e-4)
+    size_epsilon: float = 0.5  # lower size bound ε·|box|: the paper does not give ε; 0.1 collapses (docs)
+    entropy_weight: float = 0.0  # our addition: binary entropy inside the boxes (0 = the paper's Eq. 6)
     # Weak-Net from surface points (issue 6; training/weak_net.py)
     weak_net_lambda: float = 1e-4  # λ of L = CE + λ·MSE (paper: 1e-4); 0 = the template-alone ablation
     weak_net_distance_mm: float = 4.0  # d: the MSE weight is high within d of the template's boundary
@@ -183,6 +205,8 @@ def validate(spec: JobSpec, *, resume: bool = False) -> dict[str, Any]:
     resolve_device(spec.device)
     if spec.optimizer not in OPTIMIZERS:
         raise InputError(f"optimizer: unknown optimizer {spec.optimizer!r}; use one of {', '.join(OPTIMIZERS)}.")
+    if spec.network not in NETWORKS:
+        raise InputError(f"network: use one of {', '.join(repr(n) for n in NETWORKS)}, got {spec.network!r}.")
     if spec.suv_zscore and not spec.method.startswith("pet_box"):
         raise InputError(f"suv_zscore: only the pet_box methods use it, not {spec.method!r}.")
     positive = {
@@ -249,7 +273,7 @@ def validate(spec: JobSpec, *, resume: bool = False) -> dict[str, Any]:
             raise InputError(f"dataset: case {entry.id!r}: reference {dataset.path(entry.reference)} does not exist.")
         if entry.id not in train:
             continue
-        if spec.method == "full_supervision" and not entry.reference:
+        if spec.method in REFERENCE_METHODS and not entry.reference:
             raise InputError(
                 f"dataset: case {entry.id!r} has no reference mask; full supervision needs one per training case."
             )
@@ -264,7 +288,7 @@ def validate(spec: JobSpec, *, resume: bool = False) -> dict[str, Any]:
                 "points on the object's surface per training case."
             )
         if (
-            spec.method.startswith("pet_box")
+            spec.method in ("pet_box_dice", "pet_box_mdice_ms")
             and not entry.reference
             and not any(k.startswith("box") for k in entry.annotations)
         ):
@@ -272,12 +296,24 @@ def validate(spec: JobSpec, *, resume: bool = False) -> dict[str, Any]:
                 f"dataset: case {entry.id!r} has no box annotation and no reference to simulate boxes from."
             )
     if spec.method == "box_prior":
-        no_boxes = [e.id for e in dataset.cases if e.id in train and not e.reference]
-        no_boxes = [c for c in no_boxes if not any(k.startswith("box") for k in dataset.case(c).annotations)]
-        if no_boxes:
-            raise InputError(
-                f"dataset: case {no_boxes[0]!r} has no box annotation and no reference to take boxes from."
-            )
+        from .box_prior import validate_box_prior
+
+        validate_box_prior(spec)
+        for case_id in train:
+            entry = dataset.case(case_id)
+            boxed = "slice_boxes" in entry.annotations or any(k.startswith("box") for k in entry.annotations)
+            if spec.box_source == "annotation" and not boxed:
+                raise InputError(
+                    f"dataset: case {case_id!r} has no slice_boxes or box annotation (box_source: annotation)."
+                )
+            if spec.box_source in ("tight_slices", "box_3d") and not entry.reference:
+                raise InputError(
+                    f"dataset: case {case_id!r} has no reference mask to take {spec.box_source} boxes from."
+                )
+            if spec.box_source == "auto" and not boxed and not entry.reference:
+                raise InputError(
+                    f"dataset: case {case_id!r} has no box annotation and no reference to take boxes from."
+                )
     if spec.method.startswith("pet_box"):
         from .pet_box import validate_pet_box
 

@@ -200,6 +200,10 @@ class Trainer:
             "method": spec.method,
             **getattr(self.method, "network", {}),  # e.g. pet_box: SELU, z-scored input
         }
+        if spec.network == "unet_2.5d":  # any method may ask for the 2.5D network (box_prior's by default)
+            self.config.update(network="unet_2.5d", num_res_units=2)
+        elif spec.network == "unet_3d":
+            self.config.pop("network", None)
 
     # -- data --
     def prepare_crops(self) -> None:
