@@ -53,12 +53,14 @@ class BoxCorrectionParameterNode:
     inputBox - The 3D box (ROI) loosely around the object.
     outputSegmentation - The segmentation that receives the result.
     modelPath - Folder (or model.json) of a trained box-correction patch classifier.
+    boxesPath - Where Accept writes the corrected per-slice boxes (.json).
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
     inputBox: vtkMRMLMarkupsROINode
     outputSegmentation: vtkMRMLSegmentationNode
     modelPath: str = ""
+    boxesPath: str = ""
 
 
 #
@@ -95,6 +97,7 @@ class BoxCorrectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.acceptButton.connect("clicked(bool)", self.onAcceptButton)
 
         self.initializeParameterNode()
 
@@ -149,6 +152,13 @@ class BoxCorrectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         else:
             self.ui.applyButton.toolTip = "Select an input volume, a box, an output segmentation and a box classifier."
             self.ui.applyButton.enabled = False
+        can_accept = bool(p and self.logic.lastResult is not None and p.boxesPath.strip())
+        self.ui.acceptButton.enabled = can_accept
+        self.ui.acceptButton.toolTip = (
+            "Store the corrected boxes, as edited in the 'corrected' segment, in the boxes file and on the box."
+            if can_accept
+            else "Apply first, then choose a boxes file (.json)."
+        )
 
     def onApplyButton(self) -> None:
         """Run processing when user clicks "Apply" button."""
@@ -168,6 +178,20 @@ class BoxCorrectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 "segments 'raw boxes' (before) and 'corrected' (the pseudo-mask)."
             ]
             self.ui.statusLabel.text = "\n".join(lines + [f"Warning: {w}" for w in result.warnings])
+            self._checkCanApply()
+
+    def onAcceptButton(self) -> None:
+        """Store the corrected boxes as the user left them (edit the 'corrected' segment first if needed)."""
+        from WeakAnnotateLib.errors import InputError
+
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay("Accepting the boxes failed.", waitCursor=True):
+            try:
+                accepted = self.logic.accept(p.inputVolume, p.inputBox, p.outputSegmentation, p.boxesPath.strip())
+            except InputError as error:
+                self.ui.statusLabel.text = str(error)
+                return
+            self.ui.statusLabel.text = f"Stored {len(accepted.slices)} slice boxes in {p.boxesPath.strip()}."
 
 
 #
@@ -185,6 +209,8 @@ class BoxCorrectionLogic(ScriptedLoadableModuleLogic):
         ScriptedLoadableModuleLogic.__init__(self)
         self._model = None
         self._modelPath = None
+        self.lastResult = None  # the last Apply's result and corrected segment ID, for Accept
+        self.lastCorrectedId = ""
 
     def getParameterNode(self):
         return BoxCorrectionParameterNode(super().getParameterNode())
@@ -215,8 +241,22 @@ class BoxCorrectionLogic(ScriptedLoadableModuleLogic):
         box = box_of_node(inputBox)
         if (box.size <= 0).any():
             raise InputError("The box is empty; draw a box around the object.")
-        result, _ids = apply_to_nodes(get_runtime(), inputVolume, inputBox, outputSegmentation, self.model(modelPath))
+        result, ids = apply_to_nodes(get_runtime(), inputVolume, inputBox, outputSegmentation, self.model(modelPath))
+        self.lastResult, self.lastCorrectedId = result, ids["corrected"]
         return result
+
+    def accept(self, inputVolume, inputBox, outputSegmentation, boxesPath: str):
+        """Write the last Apply's corrected boxes, as edited in its 'corrected' segment, to ``boxesPath``."""
+        from WeakAnnotateLib.box_correction import accept_from_nodes
+        from WeakAnnotateLib.errors import InputError
+
+        if self.lastResult is None:
+            raise InputError("Apply box correction first; Accept stores its corrected boxes.")
+        if not boxesPath:
+            raise InputError("Choose a boxes file (.json) to store the corrected boxes in.")
+        return accept_from_nodes(
+            inputVolume, inputBox, outputSegmentation, self.lastCorrectedId, self.lastResult, boxesPath
+        )
 
 
 #

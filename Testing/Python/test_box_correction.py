@@ -254,7 +254,7 @@ def test_train_job_with_too_few_labelled_volumes_exits_2(capsys, crops, tmp_path
     assert code == 2 and err.startswith("weakannotate train: error: patch_size: expected an integer")
 
 
-def test_apply_to_nodes_writes_raw_and_corrected_segments(runtime, trained, crops) -> None:
+def test_apply_to_nodes_writes_raw_and_corrected_segments(runtime, trained, crops, tmp_path) -> None:
     """The panel's Apply on a headless scene: two segments, the corrected one inside the raw one."""
     from WeakAnnotateLib.box_correction import apply_to_nodes
     from WeakAnnotateLib.mrml_adapter import add_roi_node, add_segmentation_node, add_volume_node, segment_mask
@@ -270,3 +270,29 @@ def test_apply_to_nodes_writes_raw_and_corrected_segments(runtime, trained, crop
     assert seg.GetSegmentation().GetSegment(ids["corrected"]).GetName() == "tumour box corrected"
     assert np.array_equal(corrected, result.mask(image.geometry.shape))
     assert 0 < corrected.sum() < raw.sum() and not (corrected & ~raw).any()
+
+    # Accept after an edit: the user erases the corrected segment's last slice and paints one extra voxel
+    # outside the box in slice k0; the stored boxes follow the edit, the path is kept on the ROI node.
+    from WeakAnnotateLib.box_correction import accept_from_nodes, read_slice_boxes
+    from WeakAnnotateLib.mrml_adapter import set_segment_mask
+
+    edited = corrected.copy()
+    last = result.slices[-1].slice_index
+    edited[last] = False
+    k0 = result.slices[0].slice_index
+    edited[k0, 0, 0] = True
+    set_segment_mask(runtime, seg, edited, image.geometry, "tumour box corrected", (1.0, 1.0, 0.0))
+    out = tmp_path / "tumour_slice_boxes.json"
+    accepted = accept_from_nodes(volume, roi, seg, ids["corrected"], result, out)
+    assert [s.slice_index for s in accepted.slices] == [s.slice_index for s in result.slices[:-1]]
+    assert accepted.slices[0].lo == (0, 0) and accepted.slices[0].raw_lo == result.slices[0].raw_lo
+    assert np.array_equal(read_slice_boxes(out, image.geometry), accepted.mask(image.geometry.shape))
+    assert json.loads(out.read_text())["edited"] is True
+    assert roi.GetAttribute("WeakAnnotate.sliceBoxes") == str(out)
+    # bad input: an emptied segment or a non-JSON path write nothing and leave the ROI as it was
+    set_segment_mask(runtime, seg, np.zeros_like(edited), image.geometry, "tumour box corrected", (1.0, 1.0, 0.0))
+    with pytest.raises(InputError, match="empty: nothing to accept"):
+        accept_from_nodes(volume, roi, seg, ids["corrected"], result, tmp_path / "other.json")
+    with pytest.raises(InputError, match="saved as .json"):
+        accept_from_nodes(volume, roi, seg, ids["corrected"], result, tmp_path / "other.txt")
+    assert not (tmp_path / "other.json").exists() and roi.GetAttribute("WeakAnnotate.sliceBoxes") == str(out)

@@ -384,6 +384,15 @@ def test_pet_box_methods_train_to_a_model(tmp_path, data_dir):
     assert model.info["hyper_parameters"]["init_model"] == str(out)
     assert model.info["validation"]["dice_native"] is not None
 
+    # the paper's L_FS: the same SELU / z-score network on the contours (no box labels written), and it can
+    # start a pet_box_mdice_ms job (same network)
+    rc, lines, fs = _run_job(tmp_path, "fs", ds, method="pet_box_full_supervision", epochs=1)
+    assert rc == 0, lines[-1]
+    fs_info = json.loads((fs / "model.json").read_text())
+    assert fs_info["network"]["act"] == "SELU" and fs_info["network"]["input_norm"] == "zscore"
+    assert fs_info["data"]["train_cases"][0]["target"] == "reference masks"
+    assert not (fs / "targets").exists()
+
     # a bad init_model is rejected before anything starts, naming the field
     rc, lines, _ = _run_job(tmp_path, "bad", ds, method="pet_box_mdice_ms", init_model=str(tmp_path / "nowhere"))
     assert rc == 2 and lines[-1]["error"].startswith("init_model:")

@@ -643,3 +643,70 @@ def apply_to_nodes(
         ),
     }
     return result, ids
+
+
+
+def accept_slice_boxes(result: BoxCorrectionResult, mask: np.ndarray, geometry: Geometry) -> BoxCorrectionResult:
+    """The corrected boxes as the user left them: each slice's box is the extent of ``mask`` (the corrected
+    segment after any edit) in that slice. A slice the user emptied is dropped; a slice painted outside the
+    raw box's slices gets its painted extent as both raw and corrected box."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != geometry.shape:
+        raise InputError(f"The corrected segment ({mask.shape}) is not on the volume's grid ({geometry.shape}).")
+    axis = result.axis
+    raw = {s.slice_index: s for s in result.slices}
+    planes = np.moveaxis(mask, axis, 0)
+
+    def box_of(k: int, lo: tuple[int, int], hi: tuple[int, int]) -> Box:
+        return index_box(np.insert(lo, axis, k), np.insert(hi, axis, k), geometry)
+
+    slices = []
+    for k in (int(v) for v in np.flatnonzero(planes.reshape(planes.shape[0], -1).any(axis=1))):
+        rows, cols = np.flatnonzero(planes[k].any(axis=1)), np.flatnonzero(planes[k].any(axis=0))
+        lo, hi = (int(rows[0]), int(cols[0])), (int(rows[-1]), int(cols[-1]))
+        before = raw.get(k)
+        slices.append(
+            CorrectedSlice(
+                slice_index=k,
+                raw_lo=before.raw_lo if before else lo,
+                raw_hi=before.raw_hi if before else hi,
+                lo=lo,
+                hi=hi,
+                box=box_of(k, lo, hi),
+                raw_box=before.raw_box if before else box_of(k, lo, hi),
+                max_probability=before.max_probability if before else 1.0,
+            )
+        )
+    if not slices:
+        raise InputError("The corrected segment is empty: nothing to accept. Apply again or paint the object.")
+    return BoxCorrectionResult(axis, slices, list(result.warnings), result.seconds)
+
+
+def accept_from_nodes(
+    volume_node: Any,
+    roi_node: Any,
+    segmentation_node: Any,
+    segment_id: str,
+    result: BoxCorrectionResult,
+    path: str | Path,
+) -> BoxCorrectionResult:
+    """The panel's Accept: the corrected segment (as edited) → per-slice boxes written to ``path`` (a
+    box-correct BOXES.json, usable as a dataset's ``slice_boxes`` annotation), and the path stored on the ROI
+    node (attribute ``WeakAnnotate.sliceBoxes``) so that the boxes stay with the case. Nothing is written and
+    the ROI is unchanged when the segment is empty or the path is not a .json in an existing folder."""
+    from .mrml_adapter import image_of_node, segment_mask
+
+    path = Path(path)
+    if path.suffix.lower() != ".json":
+        raise InputError(f"Cannot write {path}: the accepted boxes are saved as .json.")
+    if not path.parent.is_dir():
+        raise InputError(f"Folder {path.parent} does not exist; choose an existing folder for the boxes file.")
+    geometry = image_of_node(volume_node).geometry
+    accepted = accept_slice_boxes(result, segment_mask(segmentation_node, segment_id, geometry), geometry)
+    edited = [(s.lo, s.hi) for s in accepted.slices] != [(s.lo, s.hi) for s in result.slices]
+    doc = accepted.to_json(image=volume_node.GetName(), box=roi_node.GetName() if roi_node else "", edited=edited)
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    if roi_node is not None:
+        roi_node.SetAttribute("WeakAnnotate.sliceBoxes", str(path))
+    return accepted
