@@ -14,6 +14,7 @@ Skipped, with the reason, when /usr/bin/chromium, the playwright package or the 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -113,17 +114,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """``weakannotate serve`` on a free loopback port with the case open; its work folder in a temp dir."""
-    base = tmp_path_factory.mktemp("web")
+@contextlib.contextmanager
+def _serve(data_dir: Path, base: Path, case_id: str, *extra: str) -> Iterator[dict[str, Any]]:
+    """``weakannotate serve`` on a free loopback port with ``case_id`` open; its work folder in ``base``."""
     work = base / "work"
     port = _free_port()
     log = open(base / "server.log", "w")  # noqa: SIM115 - closed after the process ends
     env = {**os.environ, "WEAKANNOTATE_DATA": str(data_dir)}
     cmd = [sys.executable, "-m", "WeakAnnotateLib.cli", "serve", "--data", str(data_dir), "--work", str(work)]
     proc = subprocess.Popen(
-        [*cmd, "--port", str(port), "--case", CASE_ID], stdout=log, stderr=subprocess.STDOUT, cwd=base, env=env
+        [*cmd, "--port", str(port), "--case", case_id, *extra], stdout=log, stderr=subprocess.STDOUT, cwd=base, env=env
     )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 90
@@ -149,18 +149,40 @@ def server(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 @pytest.fixture(scope="module")
-def page(server: dict[str, Any]) -> Iterator[Any]:
+def server(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """``weakannotate serve`` on a free loopback port with the case open; its work folder in a temp dir."""
+    with _serve(data_dir, tmp_path_factory.mktemp("web"), CASE_ID) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the module: playwright's sync API allows one running instance per thread."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 760}, device_scale_factor=1)
-        pg.set_default_timeout(30_000)
-        pg.goto(server["url"])
-        pg.wait_for_selector("#segment")
-        _wait_state(pg, "view_geometry", lambda g: bool(g) and g[VIEW]["dimensions"][0] > 50)
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@contextlib.contextmanager
+def _browser_page(browser: Any, url: str) -> Iterator[Any]:
+    pg = browser.new_page(viewport={"width": 1400, "height": 760}, device_scale_factor=1)
+    pg.set_default_timeout(30_000)
+    pg.goto(url)
+    pg.wait_for_selector("#segment")
+    _wait_state(pg, "view_geometry", lambda g: bool(g) and g[VIEW]["dimensions"][0] > 50)
+    try:
         yield pg
-        browser.close()
+    finally:
+        pg.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser: Any, server: dict[str, Any]) -> Iterator[Any]:
+    with _browser_page(browser, server["url"]) as pg:
+        yield pg
 
 
 def _state(page: Any, key: str) -> Any:
@@ -420,6 +442,9 @@ def test_box_two_corners_make_box_save(page: Any, server: dict[str, Any], refere
     page.click("#make-box")
     page.wait_for_selector("#error")
     assert "A box needs 2 corners, got 1" in page.locator("#error").inner_text()
+    # without --box-model, 'Correct boxes' is disabled and the page says how to enable it
+    assert page.locator("#correct-boxes").is_disabled()
+    assert "--box-model" in page.locator("#no-box-model").inner_text()
     _click_ras(page, hi)
     _wait_state(page, "n_points", lambda v: v == 2)
     page.click("#place-points")
@@ -471,3 +496,150 @@ def test_training_panel_start_watch_cancel_then_train_and_apply(page: Any, serve
     assert len(finished) == 1 and len([p for p in jobs.iterdir() if p.is_dir()]) == 2
     datasets = list((server["work"] / "training" / "datasets").iterdir())
     assert [p.name for p in datasets] == [f"{CASE_ID}-ibsi_STS_002_PET"]
+
+
+# --- box correction (serve --box-model) -------------------------------------------------------------------
+
+BOX_CASE = "brats_brats_2013_pat0003_1_Flair"  # held out from the classifier's training crops
+
+
+def test_serve_box_model_missing_exits_2_with_one_line(data_dir: Path, tmp_path: Path) -> None:
+    """A missing folder: the real process exits 2 with one line naming the option and the path, before listening."""
+    cmd = [sys.executable, "-m", "WeakAnnotateLib.cli", "serve", "--data", str(data_dir), "--port", "0"]
+    done = subprocess.run(
+        [*cmd, "--box-model", "/nonexistent", "--work", str(tmp_path / "work")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stdout == "", done.stderr
+    assert done.stderr.startswith("weakannotate serve: error: --box-model: ") and "/nonexistent" in done.stderr
+    assert not (tmp_path / "work").exists()
+
+
+@pytest.mark.parametrize("kind", ["weights_only", "other_method"])
+def test_serve_box_model_invalid_exits_2(capsys: Any, data_dir: Path, tmp_path: Path, kind: str) -> None:
+    from WeakAnnotateLib.cli import main
+
+    (tmp_path / "model.pt").write_bytes(b"")
+    if kind == "other_method":
+        (tmp_path / "model.json").write_text(json.dumps({"method": "full_supervision"}), encoding="utf-8")
+    assert main(["serve", "--data", str(data_dir), "--port", "0", "--box-model", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("weakannotate serve: error: --box-model: "), err
+    assert ("no model.json" in err) if kind == "weights_only" else ("not a box-correction" in err)
+
+
+@pytest.fixture(scope="module")
+def box_model(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny box-correction classifier, trained as test_box_correction's ``trained`` (three BraTS crops, p = 16)
+    but for 2 epochs on fewer patches."""
+    from test_box_correction import TRAIN, _crop, _dataset, _job
+    from WeakAnnotateLib.cli import main
+
+    tmp = tmp_path_factory.mktemp("web_box_model")
+    crops = {f"{p}_{s}": _crop(data_dir, p, s, tmp) for p, s in TRAIN}
+    dataset = _dataset(tmp / "ds", crops, list(crops))
+    t0 = time.perf_counter()
+    job = _job(tmp, dataset, epochs=2, width=8, max_patches_per_volume=1500, patch_size=16)
+    assert main(["train", "--job", str(job)]) == 0
+    print(f"box classifier trained in {time.perf_counter() - t0:.1f} s")
+    return tmp / "job"
+
+
+@pytest.fixture(scope="module")
+def box_server(data_dir: Path, box_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    with _serve(data_dir, tmp_path_factory.mktemp("web_box"), BOX_CASE, "--box-model", str(box_model)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def box_page(browser: Any, box_server: dict[str, Any]) -> Iterator[Any]:
+    with _browser_page(browser, box_server["url"]) as pg:
+        yield pg
+
+
+def _box_corners(mask: np.ndarray, geometry: Any, margin: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """RAS of two opposite corners at voxel centres ``margin`` voxels outside the object."""
+    index = np.argwhere(mask)
+    shape = np.array(mask.shape)
+    lo_index, hi_index = np.maximum(index.min(axis=0) - margin, 0), np.minimum(index.max(axis=0) + margin, shape - 1)
+    lo, hi = geometry.index_to_ras(np.array([lo_index, hi_index]))
+    return lo, hi
+
+
+def _status(page: Any) -> str:
+    return page.locator("#status").inner_text()
+
+
+@browser_needed
+def test_box_correction_raw_and_corrected_segments_save_json(
+    box_page: Any, box_server: dict[str, Any], case_by_id: Any
+) -> None:
+    """Box mode with --box-model: 'Correct boxes' without a box is refused; after two corners and Make box it
+    adds '<name> raw boxes' and '<name> corrected'; Save also writes <name>_slice_boxes.json."""
+    from WeakAnnotateLib.box_correction import read_slice_boxes
+    from WeakAnnotateLib.image_io import read_image, read_mask
+    from WeakAnnotateLib.markups_io import read_box
+    from WeakAnnotateLib.mrml_adapter import segment_mask
+    from WeakAnnotateLib.segmentation_io import read_segmentation
+    from WeakAnnotateLib.simulate import box_index_bounds
+    from WeakAnnotateLib.slicer_runtime import new_headless_runtime
+
+    page = box_page
+    case = case_by_id(BOX_CASE)
+    geometry = read_image(case.image).geometry
+    lo, hi = _box_corners(read_mask(case.mask, grid=geometry), geometry)
+    page.click("#mode-box")
+    _wait_state(page, "mode", lambda v: v == "box")
+    assert page.locator("#correct-boxes").is_enabled() and not page.locator("#no-box-model").count()
+
+    page.click("#correct-boxes")  # no box yet: a message, nothing else
+    page.wait_for_selector("#error")
+    assert "No box yet" in page.locator("#error").inner_text()
+
+    page.click("#place-points")
+    _wait_state(page, "placing", bool)
+    for n, ras in enumerate((lo, hi), start=1):
+        _click_ras(page, ras)
+        _wait_state(page, "n_points", lambda v, n=n: v == n)
+    page.click("#place-points")
+    _wait_state(page, "placing", lambda v: not v)
+    page.click("#make-box")
+    page.wait_for_function("() => document.querySelector('#status').innerText.startsWith('Box ')")
+    page.click("#correct-boxes")
+    page.wait_for_function("() => document.querySelector('#status').innerText.startsWith('Corrected ')")
+    assert not page.locator("#error").count(), page.locator("#error").inner_text()
+    status = _status(page)
+    print("status after Correct boxes:", status)
+    assert " slice boxes in " in status and "Warning" not in status  # the model was trained on MR, this is MR
+
+    page.fill("#save-name", "tumour")
+    page.click("#save")
+    page.wait_for_function("() => document.querySelector('#status').innerText.startsWith('Saved')")
+    folder: Path = box_server["work"] / BOX_CASE
+    assert sorted(p.name for p in folder.iterdir()) == ["tumour.mrk.json", "tumour.seg.nrrd", "tumour_slice_boxes.json"]
+
+    name = _state(page, "segment_name")
+    seg = read_segmentation(new_headless_runtime(), folder / "tumour.seg.nrrd")
+    segmentation = seg.GetSegmentation()
+    ids = {segmentation.GetNthSegment(i).GetName(): segmentation.GetNthSegmentID(i) for i in range(3)}
+    assert set(ids) == {f"{name} box", f"{name} raw boxes", f"{name} corrected"}, ids
+    raw = segment_mask(seg, ids[f"{name} raw boxes"], geometry)
+    corrected = segment_mask(seg, ids[f"{name} corrected"], geometry)
+    colors = [segmentation.GetSegment(ids[f"{name} {k}"]).GetColor() for k in ("raw boxes", "corrected")]
+    assert np.abs(np.subtract(*colors)).max() > 0.1, colors
+    print(f"raw boxes {int(raw.sum())} voxels, corrected {int(corrected.sum())} voxels")
+    assert 0 < corrected.sum() < raw.sum() and not (corrected & ~raw).any()
+
+    doc = json.loads((folder / "tumour_slice_boxes.json").read_text())
+    box_lo, box_hi = box_index_bounds(read_box(folder / "tumour.mrk.json", geometry=geometry), geometry)
+    axis = doc["axis"]
+    assert [s["slice_index"] for s in doc["slices"]] == list(range(int(box_lo[axis]), int(box_hi[axis]) + 1))
+    assert status.startswith(f"Corrected {len(doc['slices'])} slice boxes in ")
+    assert doc["image"] == BOX_CASE and doc["patch_size"] == 16
+    # the file is the corrected segment: it reads back (as box_prior's slice_boxes annotation does) as that mask
+    assert np.array_equal(read_slice_boxes(folder / "tumour_slice_boxes.json", geometry), corrected)
+    assert not list(folder.glob(".*partial*"))

@@ -3,8 +3,8 @@
 Only a face: it gathers input (the case, clicks in the slice views, button presses), calls ``WeakAnnotateLib``
 (``image_io``, ``mrml_adapter``, ``extreme_points.segment_from_nodes``,
 ``surface_template.surface_template_from_nodes``, ``markups_io.check_box``, ``simulate.box_mask``,
-``segmentation_io``) and shows the result. Errors from the logic are :class:`~WeakAnnotateLib.errors.InputError`;
-their message is shown in the page as is.
+``segmentation_io``, ``box_correction.apply_to_nodes``) and shows the result. Errors from the logic are
+:class:`~WeakAnnotateLib.errors.InputError`; their message is shown in the page as is.
 
 Threading: trame runs one asyncio event loop, and VTK/MRML calls hold the GIL. Loading a case, the
 extreme-points segmentation and the template fit run in that loop; they take ~0.1-0.6 s on the cropped
@@ -18,6 +18,7 @@ made in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from pathlib import Path
@@ -35,6 +36,7 @@ from trame_slicer.rca_view import register_rca_factories
 from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
 from vtkmodules.vtkCommonCore import vtkCommand, vtkObject
 from WeakAnnotateLib.active_surface import MIN_POINTS
+from WeakAnnotateLib.atomic_files import atomic_output
 from WeakAnnotateLib.cases import Case
 from WeakAnnotateLib.colors import segment_color
 from WeakAnnotateLib.errors import InputError
@@ -46,6 +48,7 @@ from WeakAnnotateLib.mrml_adapter import (
     add_roi_node,
     add_segmentation_node,
     add_volume_node,
+    box_of_node,
     image_of_node,
     points_of_node,
     remove_node,
@@ -73,6 +76,8 @@ MODE_TEXT = {
     BOX: "Click two opposite corners of a box around the object (on different slices), then 'Make box'.",
 }
 DEFAULT_SAVE_NAME = {EXTREME: "extreme_points", SURFACE: "surface_points", BOX: "box"}
+NO_BOX_MODEL_MESSAGE = "Correcting boxes needs a trained classifier: start the server with --box-model FOLDER."
+SLICE_BOXES_SUFFIX_STEM = "_slice_boxes"  # box mode's Save: <name>_slice_boxes.json beside <name>.mrk.json
 NO_DATA_MESSAGE = (
     "No dataset: start the server with `weakannotate serve --data DIR`, where DIR holds a cases.json "
     "catalogue (e.g. ../shared/data), or set WEAKANNOTATE_DATA."
@@ -114,6 +119,8 @@ class WeakAnnotateWebApp:
         *,
         data_message: str = "",
         data_dir: str | Path | None = None,
+        box_model: Any = None,
+        box_model_path: str | Path | None = None,
     ) -> None:
         self.server = server
         self.server.client_type = "vue3"
@@ -145,6 +152,11 @@ class WeakAnnotateWebApp:
         self.surface: Any = None  # the last fitted ActiveSurface, warm-started by the next fit
         self.roi_node: Any = None  # box mode: the ROI made from the two corners
         self.segmentation_node: Any = None
+        self.box_model = box_model  # a BoxCorrectionModel (serve --box-model) or None
+        self.box_model_path = str(box_model_path) if box_model_path is not None else ""
+        self.box_correction: Any = None  # the last BoxCorrectionResult, for the ROI box it was computed on
+        self.box_correction_box: Box | None = None
+        self.box_segment_ids: dict[str, str] = {}  # "raw"/"corrected" segment IDs of that result
         self._observed: list[tuple[Any, int]] = []
 
         s = self.state
@@ -166,6 +178,8 @@ class WeakAnnotateWebApp:
         s.segment_name = ""
         s.work_folder = str(workspace.root)
         s.view_geometry = {}
+        s.box_model_loaded = box_model is not None
+        s.no_box_model_message = NO_BOX_MODEL_MESSAGE
         s.change("case_id")(self._on_case_id)
         s.change("wl_preset")(self._on_wl_preset)
         s.change("mode")(self._on_mode)
@@ -287,6 +301,22 @@ class WeakAnnotateWebApp:
                         disabled=("!case_id || busy",),
                         v_else=True,
                     )
+                    with html.Div(v_if=("mode == 'box'",), classes="mt-2"):
+                        v3.VBtn(
+                            "Correct boxes",
+                            click=self.correct_boxes,
+                            id="correct-boxes",
+                            color="secondary",
+                            block=True,
+                            disabled=("!case_id || busy || !box_model_loaded",),
+                            title=("box_model_loaded ? 'Tighten the box slice by slice' : no_box_model_message",),
+                        )
+                        html.Div(
+                            "{{ no_box_model_message }}",
+                            v_if=("!box_model_loaded",),
+                            classes="text-caption mt-1",
+                            id="no-box-model",
+                        )
                     v3.VDivider(classes="my-3")
                     v3.VTextField(label="Annotation name", v_model=("save_name",), density="compact", id="save-name")
                     v3.VBtn("Save", click=self.save, id="save", block=True, disabled=("!case_id || busy",))
@@ -430,6 +460,7 @@ class WeakAnnotateWebApp:
             remove_node(self.slicer.scene, node)
         self.points_nodes = {}
         self.roi_node = None
+        self._forget_box_correction()
         self.surface = None
         self.segmentation_node = self.volume_node = None
         self.case = None
@@ -662,6 +693,7 @@ class WeakAnnotateWebApp:
         if not mask.any():
             raise InputError("The box contains no voxel centre of the image; click its corners on the image.")
         name = f"{self.state.segment_name or 'object'} box"
+        self._forget_box_correction(remove_segments=True)  # its boxes belong to the old box
         remove_node(self.slicer.scene, self.roi_node)
         self.roi_node = add_roi_node(self.rt, box, "box")
         set_segment_mask(self.rt, self.segmentation_node, mask, image.geometry, name, segment_color(name))
@@ -670,10 +702,77 @@ class WeakAnnotateWebApp:
         for view in self._slice_views():
             view.schedule_render()
 
+    # --- box correction -------------------------------------------------------------------------------
+
+    def _forget_box_correction(self, *, remove_segments: bool = False) -> None:
+        """Drop the last correction (a new box or case); optionally remove its two segments from the scene."""
+        if remove_segments and self.segmentation_node is not None:
+            segmentation = self.segmentation_node.GetSegmentation()
+            for segment_id in self.box_segment_ids.values():
+                if segmentation.GetSegment(segment_id) is not None:
+                    segmentation.RemoveSegment(segment_id)
+        self.box_correction = self.box_correction_box = None
+        self.box_segment_ids = {}
+
+    async def correct_boxes(self) -> None:
+        """Box mode: tighten the current box slice by slice (``box_correction.apply_to_nodes``); the raw and
+        corrected slice boxes appear as two segments."""
+        if self.case is None:
+            return
+        if self.box_model is None:
+            self._report(error=NO_BOX_MODEL_MESSAGE)
+            return
+        if self.roi_node is None:
+            self._report(error="No box yet: place two corners and press 'Make box', then 'Correct boxes'.")
+            return
+        await self._show_busy("Correcting the box slice by slice…")
+        try:
+            self.show_box_correction()
+        except InputError as e:
+            self._report(error=str(e))
+        finally:
+            with self.state:
+                self.state.busy = False
+
+    def show_box_correction(self) -> None:
+        from WeakAnnotateLib.box_correction import apply_to_nodes, modality_warnings
+
+        name = self.state.segment_name or "object"
+        box = box_of_node(self.roi_node)
+        self._forget_box_correction(remove_segments=True)
+        result, ids = apply_to_nodes(
+            self.rt, self.volume_node, self.roi_node, self.segmentation_node, self.box_model, name=name
+        )
+        # apply_to_nodes checks the box's intensities; the case's modality against the training modalities here
+        result.warnings.extend(
+            w for w in modality_warnings(self.box_model, np.empty(0), self.case.modality) if w not in result.warnings
+        )
+        self.box_correction, self.box_correction_box, self.box_segment_ids = result, box, ids
+        status = f"Corrected {len(result.slices)} slice boxes in {result.seconds:.2f} s."
+        status += "".join(f" Warning: {w}" for w in result.warnings)
+        self._report(status=status)
+        for view in self._slice_views():
+            view.schedule_render()
+
+    def _slice_boxes_document(self) -> dict[str, Any] | None:
+        """The corrected boxes of the current ROI as ``BoxCorrectionResult.to_json``; None without a correction.
+        A box moved since 'Correct boxes' is an :class:`InputError` (the boxes would belong to the old one)."""
+        if self.box_correction is None or self.roi_node is None:
+            return None
+        box, old = box_of_node(self.roi_node), self.box_correction_box
+        if not (np.allclose(box.center, old.center, atol=1e-3) and np.allclose(box.size, old.size, atol=1e-3)):
+            raise InputError("The box changed since 'Correct boxes': press 'Correct boxes' again before saving.")
+        return self.box_correction.to_json(
+            image=self.case.id,
+            model=self.box_model.info.get("name", self.box_model_path),
+            patch_size=self.box_model.params.patch_size,
+        )
+
     # --- save -----------------------------------------------------------------------------------------
 
     async def save(self) -> None:
-        """Write ``<name>.mrk.json`` and ``<name>.seg.nrrd`` into the case's folder inside the work folder."""
+        """Write ``<name>.mrk.json`` and ``<name>.seg.nrrd`` (box mode, after 'Correct boxes', also
+        ``<name>_slice_boxes.json``) into the case's folder inside the work folder."""
         if self.case is None:
             return
         await self._show_busy("Saving…")
@@ -687,33 +786,49 @@ class WeakAnnotateWebApp:
                 self.state.busy = False
 
     def save_annotations(self, name: str) -> list[Path]:
-        """Both files or neither: the segmentation first, the points second; a failure removes what was written."""
+        """All files or none: the segmentation first, the points (box mode: the ROI, then the corrected slice
+        boxes ``<name>_slice_boxes.json`` if 'Correct boxes' was run); a failure removes what was written."""
         name = safe_name(name, "annotation name")
         if self._defined_points() == 0:
             what = {SURFACE: "surface points", BOX: "box corners"}.get(self.state.mode, "extreme points")
             raise InputError(f"Nothing to save: place the {what} first.")
         points_path = self.workspace.path(self.case.id, name, ".mrk.json")
         seg_path = self.workspace.path(self.case.id, name, ".seg.nrrd")
+        box_mode = self.state.mode == BOX
+        boxes_path = self.workspace.path(self.case.id, f"{name}{SLICE_BOXES_SUFFIX_STEM}", ".json")
+        boxes_doc = self._slice_boxes_document() if box_mode else None  # refused before anything is written
         self.workspace.case_folder(self.case.id, create=True)
         written: list[Path] = []
         try:
             if self.segmentation_node.GetSegmentation().GetNumberOfSegments():
                 written.append(write_segmentation(seg_path, self.segmentation_node))
-            box_mode = self.state.mode == BOX
             if box_mode and self.roi_node is None:
                 raise InputError("Nothing to save: press 'Make box' first.")
             written.append(write_node_file(self.roi_node if box_mode else self.points_node, points_path))
+            if boxes_doc is not None:
+                with atomic_output(boxes_path) as tmp:
+                    tmp.write_text(json.dumps(boxes_doc, indent=1), encoding="utf-8")
+                written.append(boxes_path)
         except BaseException:
             for p in written:
                 p.unlink(missing_ok=True)
             raise
+        if box_mode and boxes_doc is None:
+            boxes_path.unlink(missing_ok=True)  # an earlier save's corrected boxes belong to another box
         return written
 
 
 def create_app(
-    data_dir: str | Path | None, work_dir: str | Path, *, case_id: str | None = None, server: Server | None = None
+    data_dir: str | Path | None,
+    work_dir: str | Path,
+    *,
+    case_id: str | None = None,
+    server: Server | None = None,
+    box_model: Any = None,
+    box_model_path: str | Path | None = None,
 ) -> WeakAnnotateWebApp:
-    """Build the app for a dataset folder; without a catalogue the page says how to point it at data."""
+    """Build the app for a dataset folder; without a catalogue the page says how to point it at data.
+    ``box_model`` (a loaded ``BoxCorrectionModel``) enables 'Correct boxes' in box mode."""
     from trame.app import get_server
     from WeakAnnotateLib.cases import load_cases
 
@@ -724,7 +839,13 @@ def create_app(
             raise
         cases, message = [], f"{NO_DATA_MESSAGE} ({e})"
     app = WeakAnnotateWebApp(
-        server or get_server("weakannotate"), cases, Workspace(work_dir), data_message=message, data_dir=data_dir
+        server or get_server("weakannotate"),
+        cases,
+        Workspace(work_dir),
+        data_message=message,
+        data_dir=data_dir,
+        box_model=box_model,
+        box_model_path=box_model_path,
     )
     if case_id is not None:
         if case_id not in app.cases:

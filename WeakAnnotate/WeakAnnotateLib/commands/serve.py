@@ -35,6 +35,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="address to listen on (default 127.0.0.1, this machine only); any other address is reachable by "
         "others on the network and prints a warning",
     )
+    p.add_argument(
+        "--box-model",
+        metavar="FOLDER",
+        help="a trained box-correction classifier (a folder with model.json and model.pt, from 'weakannotate "
+        "train' with method box_patch_classifier): enables 'Correct boxes' in box mode",
+    )
 
 
 def is_loopback(host: str) -> bool:
@@ -51,6 +57,14 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--port must be 0..65535, got {args.port}.")
     if args.data is not None and not (Path(args.data) / "cases.json").is_file():
         raise InputError(f"--data {args.data}: no cases.json catalogue in that folder.")
+    box_model = None
+    if args.box_model is not None:
+        from ..box_correction import load_box_model
+
+        try:
+            box_model = load_box_model(args.box_model)  # a missing or bad folder: one line, exit 2, before listening
+        except InputError as e:
+            raise InputError(f"--box-model: {e}") from None
     if not is_loopback(args.host):
         print(
             f"weakannotate serve: WARNING: listening on {args.host}: anyone who can reach this address can view "
@@ -62,10 +76,12 @@ def run(args: argparse.Namespace) -> int:
     os.environ["TRAME_ARGS"] = ""
     from WeakAnnotateWeb.app import create_app  # the web face, imported only here
 
-    app = create_app(args.data, args.work, case_id=args.case)
+    app = create_app(args.data, args.work, case_id=args.case, box_model=box_model, box_model_path=args.box_model)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     where = f"http://{shown}:{args.port}/" if args.port else f"http://{shown}:PORT/ (the port trame prints below)"
     print(f"weakannotate serve: work folder {app.workspace.root}", flush=True)
+    if box_model is not None:
+        print(f"weakannotate serve: box-correction model {args.box_model}", flush=True)
     print(f"Open {where}", flush=True)
     try:
         app.server.start(host=args.host, port=args.port, open_browser=False, timeout=0, show_connection_info=True)
