@@ -25,11 +25,8 @@ symmetric average surface distance in mm). Folds: ``--folds`` contiguous folds o
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -47,19 +44,9 @@ PAPER = {  # the numbers the paper's text states (Figure 1's bars are not in the
 
 
 def run_job(folder: Path, name: str, spec: dict, env: dict) -> Path:
-    path = folder / f"{name}.json"
-    path.write_text(json.dumps({**spec, "output": str(folder / name)}), encoding="utf-8")
-    proc = subprocess.run(
-        [sys.executable, "-m", "WeakAnnotateLib.training.worker", str(path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-    )
-    if proc.returncode != 0:
-        raise SystemExit(f"{name} failed: {proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    return folder / name
+    from WeakAnnotateLib.training.job_runner import TrainingJob
+
+    return TrainingJob.run_to_end({**spec, "output": str(folder / name)}, folder / f"{name}.json", env=env).output
 
 
 def evaluate(model_dir: Path, cases: list, opening: bool = False) -> list[tuple[float, float]]:

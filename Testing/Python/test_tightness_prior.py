@@ -312,3 +312,22 @@ def test_box_prior_fields_are_checked(field: str, value: object, message: str) -
     spec = JobSpec(dataset="ds", output="out", method="box_prior", **{field: value})
     with pytest.raises(InputError, match=message):
         validate_box_prior(spec)
+
+
+def test_emptiness_tolerance_makes_the_constraint_satisfiable() -> None:
+    """Σ_out s ≤ 0 never holds for a sigmoid: its loss grows like t. With one pixel of tolerance a nearly empty
+    outside is on the barrier branch, and its loss *falls* as t grows (the wall becomes hard)."""
+    probs = torch.zeros((1, 4, 4))
+    probs[0, 0, 0] = 0.3  # 0.3 pixels of foreground outside a box at (2..3, 2..3)
+    inside = box_masks([[(2, 2, 3, 3)]], (4, 4))
+    strict = [float(emptiness_loss(probs, inside, t)) for t in (5.0, 50.0, 500.0)]
+    tolerant = [float(emptiness_loss(probs, inside, t, tolerance=1.0)) for t in (5.0, 50.0, 500.0)]
+    assert strict == pytest.approx([t * 0.3 - math.log(1 / t**2) / t + 1 / t for t in (5.0, 50.0, 500.0)])
+    assert tolerant == pytest.approx([-math.log(0.7) / t for t in (5.0, 50.0, 500.0)])
+    assert strict[2] > strict[0] and tolerant[2] < tolerant[0]
+    # the upper size bound takes the same tolerance; an image without a box has no size constraints at all
+    high = log_barrier(torch.tensor(0.3 - 4.0 - 1.0), 50.0)  # Σ s − |box| − tolerance
+    low = log_barrier(torch.tensor(0.1 * 4.0 - 0.3), 50.0)  # ε|box| − Σ s
+    assert float(size_loss(probs, inside, 50.0, tolerance=1.0)) == pytest.approx(float(low + high))
+    no_box = torch.zeros((1, 4, 4), dtype=torch.bool)
+    assert float(size_loss(probs, no_box, 50.0, tolerance=1.0)) == 0.0

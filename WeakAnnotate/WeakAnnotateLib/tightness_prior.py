@@ -40,6 +40,10 @@ PAPER_BAND_WIDTH = 5  # "w was set to 5 in all the experiments"
 PAPER_LAMBDA = 1e-4  # "We set λ (from Eq. (6)) as 0.0001 for both datasets"
 PAPER_T0, PAPER_T_FACTOR = 5.0, 1.1  # log-barrier schedule of Kervadec et al. 2019c, shared by all barriers
 DEFAULT_SIZE_EPSILON = 0.1  # the lower size bound's fraction ε; the paper's text does not give its value
+# Σ s ≤ 0 (emptiness; the upper size bound of an image without a box) cannot hold for a sigmoid: such a
+# constraint stays on ψ_t's linear branch, whose slope t grows every epoch until it drowns every other term
+# (measured: predictions collapse to empty). We allow this much foreground (in pixels) per image instead.
+DEFAULT_EMPTINESS_TOLERANCE = 1.0
 
 Box2D = tuple[int, int, int, int]  # (row_lo, col_lo, row_hi, col_hi), inclusive
 
@@ -224,10 +228,10 @@ def _image_dims(probs: torch.Tensor) -> tuple[int, ...]:
     return tuple(range(1, probs.dim()))
 
 
-def emptiness_loss(probs: torch.Tensor, inside: torch.Tensor, t: float) -> torch.Tensor:
-    """Σ_images ψ_t(Σ_{p∉box} s_p): Eq. 1, one constraint per image."""
+def emptiness_loss(probs: torch.Tensor, inside: torch.Tensor, t: float, tolerance: float = 0.0) -> torch.Tensor:
+    """Σ_images ψ_t(Σ_{p∉box} s_p − tolerance): Eq. 1 (tolerance 0), one constraint per image."""
     outside = (~inside).to(probs.dtype)
-    return log_barrier((probs * outside).sum(dim=_image_dims(probs)), t).sum()
+    return log_barrier((probs * outside).sum(dim=_image_dims(probs)) - tolerance, t).sum()
 
 
 def masked_cross_entropy(probs: torch.Tensor, inside: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -237,17 +241,22 @@ def masked_cross_entropy(probs: torch.Tensor, inside: torch.Tensor, eps: float =
 
 
 def size_loss(
-    probs: torch.Tensor, inside: torch.Tensor, t: float, epsilon: float = DEFAULT_SIZE_EPSILON
+    probs: torch.Tensor,
+    inside: torch.Tensor,
+    t: float,
+    epsilon: float = DEFAULT_SIZE_EPSILON,
+    tolerance: float = 0.0,
 ) -> torch.Tensor:
-    """Σ_images ψ_t(ε|Ω_I| − Σ s) + ψ_t(Σ s − |Ω_I|): Eq. 3, two constraints per image.
+    """Σ_{images with a box} ψ_t(ε|Ω_I| − Σ s) + ψ_t(Σ s − |Ω_I|): Eq. 3, two constraints per image.
 
-    Images without a box (|Ω_I| = 0) get no lower bound (0 − Σ s ≤ 0 always holds) and an upper bound of 0,
-    which is the emptiness constraint again: consistent with "no box, no object".
+    Images without a box (|Ω_I| = 0) have no box size to bound: their "no object" is the emptiness
+    constraint's, and counting it again here would pull them down twice as hard as the others.
     """
     dims = _image_dims(probs)
     area = inside.sum(dim=dims).to(probs.dtype)
     total = probs.sum(dim=dims)
-    return (log_barrier(epsilon * area - total, t) + log_barrier(total - area, t)).sum()
+    per_image = log_barrier(epsilon * area - total, t) + log_barrier(total - area - tolerance, t)
+    return (per_image * (area > 0).to(probs.dtype)).sum()
 
 
 def box_entropy(probs: torch.Tensor, inside: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -275,6 +284,7 @@ class BoxPriorLoss:
     background: str = "emptiness"
     use_size: bool = True
     entropy_weight: float = 0.0  # weight of box_entropy (0: the paper's Eq. 6 exactly)
+    tolerance: float = 0.0  # foreground pixels allowed per image by emptiness and the upper size bound (paper: 0)
 
     def __post_init__(self) -> None:
         if self.background not in ("emptiness", "masked_ce"):
@@ -291,11 +301,13 @@ class BoxPriorLoss:
     ) -> dict[str, torch.Tensor]:
         inside = inside.to(probs.device)
         if self.background == "emptiness":
-            background = emptiness_loss(probs, inside, t)
+            background = emptiness_loss(probs, inside, t, self.tolerance)
         else:
             background = masked_cross_entropy(probs, inside)
         terms = {"background": background, "tightness": tightness_loss(probs, bands.to(probs.device), t)}
-        terms["size"] = size_loss(probs, inside, t, self.size_epsilon) if self.use_size else probs.sum() * 0.0
+        terms["size"] = (
+            size_loss(probs, inside, t, self.size_epsilon, self.tolerance) if self.use_size else probs.sum() * 0.0
+        )
         terms["entropy"] = box_entropy(probs, inside) if self.entropy_weight else probs.sum() * 0.0
         terms["total"] = (
             terms["background"] + self.lam * terms["tightness"] + terms["size"] + self.entropy_weight * terms["entropy"]

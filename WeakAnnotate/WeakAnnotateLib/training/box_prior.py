@@ -115,6 +115,7 @@ class BoxPrior(TrainingMethod):
             size_epsilon=spec.size_epsilon,
             background=spec.background,
             entropy_weight=spec.entropy_weight,
+            tolerance=spec.emptiness_tolerance,
         )
         self.epoch = 0  # set by the worker before each epoch (0-based)
         self.generator = torch.Generator().manual_seed(int(spec.seed))
@@ -179,7 +180,7 @@ class BoxPrior(TrainingMethod):
                 x, y = x.flip(axis), y.flip(axis)
         prob = torch.sigmoid(model(x))[:, 0]  # (B, D, H, W)
         b, d, h, w = prob.shape
-        t = barrier_t(self.epoch)
+        t = barrier_t(self.epoch, factor=self.spec.barrier_growth)
         mode = self.spec.tightness
         total = prob.sum() * 0.0
         if mode in ("2d", "2d+3d"):
@@ -233,6 +234,8 @@ def validate_box_prior(spec: JobSpec) -> None:
         raise InputError(f"box_margin_vox: must be ≥ 0, got {spec.box_margin_vox}.")
     if not 0.0 <= spec.size_epsilon <= 1.0:
         raise InputError(f"size_epsilon: must be in [0, 1], got {spec.size_epsilon}.")
-    for name in ("tightness_lambda", "entropy_weight"):
+    for name in ("tightness_lambda", "entropy_weight", "emptiness_tolerance"):
         if getattr(spec, name) < 0:
             raise InputError(f"{name}: must be ≥ 0, got {getattr(spec, name)}.")
+    if spec.barrier_growth < 1.0:
+        raise InputError(f"barrier_growth: t must not shrink; use a factor ≥ 1, got {spec.barrier_growth}.")

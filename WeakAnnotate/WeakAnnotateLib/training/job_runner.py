@@ -54,6 +54,16 @@ class TrainingJob:
         path.write_text(json.dumps(doc, indent=1), encoding="utf-8")
         return path
 
+    @classmethod
+    def run_to_end(cls, spec: dict[str, Any], path: str | Path, *, env: dict[str, str] | None = None) -> TrainingJob:
+        """Write ``spec`` to ``path``, run the worker and wait (benchmarks, scripts). A job that does not end
+        "done" raises RuntimeError with the worker's last log lines."""
+        job = cls(cls.write_spec(spec, path), env=env)
+        job.start()
+        if job.wait() != "done":
+            raise RuntimeError(f"Training job {path} ended {job.state}: {job.error}\n{job.log_tail()}")
+        return job
+
     # -- paths --
     @property
     def output(self) -> Path:

@@ -85,6 +85,8 @@ class JobSpec:
     tightness_lambda: float = 1e-4  # λ of Eq. 6 (paper: 1e-4)
     size_epsilon: float = 0.5  # lower size bound ε·|box|: the paper does not give ε; 0.1 collapses (docs)
     entropy_weight: float = 0.0  # our addition: binary entropy inside the boxes (0 = the paper's Eq. 6)
+    emptiness_tolerance: float = 1.0  # foreground pixels per slice allowed outside the box (paper: 0; docs)
+    barrier_growth: float = 1.1  # t = 5·barrier_growth^epoch (paper: 1.1 per epoch of its ~1750 steps)
     # Weak-Net from surface points (issue 6; training/weak_net.py)
     weak_net_lambda: float = 1e-4  # λ of L = CE + λ·MSE (paper: 1e-4); 0 = the template-alone ablation
     weak_net_distance_mm: float = 4.0  # d: the MSE weight is high within d of the template's boundary
