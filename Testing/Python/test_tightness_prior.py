@@ -331,3 +331,56 @@ def test_emptiness_tolerance_makes_the_constraint_satisfiable() -> None:
     assert float(size_loss(probs, inside, 50.0, tolerance=1.0)) == pytest.approx(float(low + high))
     no_box = torch.zeros((1, 4, 4), dtype=torch.bool)
     assert float(size_loss(probs, no_box, 50.0, tolerance=1.0)) == 0.0
+
+
+def test_box_labels_from_annotations_slice_boxes_and_rois(tmp_path, data_dir) -> None:
+    """box_source "annotation": a slice_boxes file (box-correct's BOXES.json) beats ROIs; ROIs are their union,
+    grown by box_margin_vox; the labels land on the crop grid the network trains on."""
+    import json
+
+    import numpy as np
+    from WeakAnnotateLib.box_correction import BoxCorrectionResult, CorrectedSlice
+    from WeakAnnotateLib.dataset import CropCache, DatasetFolder, create_from_cases
+    from WeakAnnotateLib.image_io import read_image, read_mask
+    from WeakAnnotateLib.markups_io import write_box
+    from WeakAnnotateLib.simulate import index_box, tight_box
+    from WeakAnnotateLib.training.box_prior import BoxPrior
+    from WeakAnnotateLib.training.job_spec import JobSpec
+
+    case = "ibsi_STS_001_PET"
+    ds = create_from_cases(tmp_path / "ds", [case], data_dir=data_dir)
+    entry = ds.case(case)
+    image = read_image(ds.path(entry.image))
+    mask = read_mask(ds.path(entry.reference)).astype(bool)
+    write_box(tmp_path / "ds" / "annotations" / "box.mrk.json", tight_box(mask, image.geometry))
+    entry.annotations["box"] = ds.stored(tmp_path / "ds" / "annotations" / "box.mrk.json")
+    ds.save()
+
+    def labels(margin: int = 0) -> np.ndarray:
+        spec = JobSpec(dataset=str(ds.root), output=str(tmp_path / "job"), method="box_prior",
+                       box_source="annotation", box_margin_vox=margin, spacing_mm=4.0, padding_mm=16.0)  # fmt: skip
+        cache = CropCache(DatasetFolder.load(ds.root), tmp_path / "crops", padding_mm=16.0, spacing_mm=4.0)
+        cache.prepare(ds.case(case))
+        return BoxPrior(spec, cache, {"train": [case], "validation": []}, tmp_path / "job").box_labels(case) > 0.5
+
+    roi = labels()
+    index = np.argwhere(roi)  # the ROI is one box on the crop grid, filled
+    assert roi.sum() == np.prod(index.max(axis=0) - index.min(axis=0) + 1)
+    grown = labels(margin=1)
+    assert grown.sum() > roi.sum() and (grown & roi).sum() == roi.sum()
+
+    # a slice_boxes file with a 2×3 box in two slices wins over the ROI
+    k, j, i = (int(v) for v in np.argwhere(mask).min(axis=0))  # inside the crop: at the object's corner
+    lo, hi = (j, i), (j + 1, i + 2)
+    two = []  # two neighbouring 3.27 mm slices: resampling to 4 mm (nearest) may skip a single one
+    for kk in (k, k + 1):
+        box = index_box(np.array([kk, *lo]), np.array([kk, *hi]), image.geometry)
+        two.append(CorrectedSlice(kk, lo, hi, lo, hi, box, box, 1.0))
+    doc = BoxCorrectionResult(0, two, [], 0.0).to_json()
+    (tmp_path / "ds" / "annotations" / "boxes.json").write_text(json.dumps(doc), encoding="utf-8")
+    ds = DatasetFolder.load(ds.root)
+    ds.case(case).annotations["slice_boxes"] = ds.stored(tmp_path / "ds" / "annotations" / "boxes.json")
+    ds.save()
+    sliced = labels()
+    assert 0 < sliced.sum() < roi.sum() // 4
+    assert 1 <= len(np.unique(np.argwhere(sliced)[:, 0])) <= 2  # two 3.27 mm slices → one or two 4 mm slices

@@ -24,7 +24,8 @@ the number of slices), or the 3D extent of the window's box (``"3d"``: slabs of 
 :func:`~..tightness_prior.barrier_t` of the epoch (the worker sets ``method.epoch`` before each epoch).
 
 Windows should cover the crop (``patch_size`` ≥ crop): a window that cuts a box keeps the clipped box, whose
-lines or planes may meet the object only outside the window. Augmentation: random flips in-plane.
+lines or planes may meet the object only outside the window. The 3D slabs take one box per window (the extent
+of all box voxels in it). Augmentation: random flips in-plane.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..tightness_prior import BoxPriorLoss, barrier_t, box_masks, build_bands, build_slabs
+from ..tightness_prior import BoxPriorLoss, barrier_t, box_masks, build_bands, build_slabs, tightness_loss
 from .job_spec import JobSpec
 from .method import TrainingMethod
 
@@ -164,8 +165,14 @@ class BoxPrior(TrainingMethod):
                 )
             region = _annotated_region(dataset, entry.annotations, annotated, image.geometry)
             crop = grid.crop(region.astype(np.float32)) > 0.5
-            grown = slice_box_mask(crop, margin=margin) if "slice_boxes" in annotated else box_3d_mask(crop, margin)
-            return grown.astype(np.float32)
+            if "slice_boxes" in annotated:
+                return slice_box_mask(crop, margin=margin).astype(np.float32)
+            # one or more ROIs: their union, each grown by the margin (a cube dilation grows a box by m per side)
+            if margin:
+                from scipy import ndimage
+
+                crop = ndimage.binary_dilation(crop, np.ones((2 * margin + 1,) * 3, dtype=bool))
+            return crop.astype(np.float32)
         if not entry.reference:
             raise InputError(f"box_source: case {case_id!r} has no reference mask to take {source} boxes from.")
         crop = grid.crop(read_reference(dataset, entry, image.geometry)) > 0.5
@@ -194,8 +201,6 @@ class BoxPrior(TrainingMethod):
             slabs = build_slabs(window_boxes_3d(y), (d, h, w))
             total = total + self.loss(prob, slabs, (y[:, 0] > 0.5).cpu(), t) / b
         elif mode == "2d+3d":
-            from ..tightness_prior import tightness_loss
-
             slabs = build_slabs(window_boxes_3d(y), (d, h, w))
             total = total + self.loss.lam * tightness_loss(prob, slabs, t) / b
         return total
