@@ -143,11 +143,12 @@ def network_table(args: argparse.Namespace) -> None:
 def _modality_networks(root: Path, mod: str, args: argparse.Namespace, epochs: int, steps: int) -> list[tuple]:
     from WeakAnnotateLib.box_correction import BoxClassifierParams, correct_box, train_box_classifier
     from WeakAnnotateLib.cases import load_cases
-    from WeakAnnotateLib.dataset import DatasetFolder, create_from_cases
-    from WeakAnnotateLib.image_io import read_image, select_label
+    from WeakAnnotateLib.dataset import create_from_cases
+    from WeakAnnotateLib.image_io import read_image, select_label, write_image
     from WeakAnnotateLib.metrics import dice
     from WeakAnnotateLib.prediction import load_model, predict_image
     from WeakAnnotateLib.simulate import tight_box
+    from WeakAnnotateLib.training.box_prior import slice_box_mask
 
     cases = sorted(
         (c for c in load_cases() if c.id.startswith("ibsi_STS_") and c.id.endswith(f"_{mod}")), key=lambda c: c.id
@@ -156,7 +157,10 @@ def _modality_networks(root: Path, mod: str, args: argparse.Namespace, epochs: i
     if args.quick:
         pool = pool[:6]
     ds = root / "ds"
-    create_from_cases(ds, [c.id for c in pool])
+    dataset = create_from_cases(ds, [c.id for c in pool])
+    # the naive baseline's dataset: the tight slice boxes' masks taken as if they were contours (plain Dice)
+    boxes_ds = root / "ds_box_masks"
+    masks_dataset = create_from_cases(boxes_ds, [c.id for c in pool])
     # corrected boxes: a patch classifier on the first 5 training volumes' contours corrects every raw box
     t1 = time.time()
     p = NET_PATCH[mod]
@@ -164,30 +168,22 @@ def _modality_networks(root: Path, mod: str, args: argparse.Namespace, epochs: i
         patch_size=p, epochs=args.epochs, max_patches_per_volume=max(1, round(args.max_patches * (16 / p) ** 2))
     )
     classifier = train_box_classifier([load(c) for c in pool[:5]], params)
-    dataset = DatasetFolder.load(ds)
-    for c in pool:
+    box_mask_dice = []
+    for c in pool:  # each training volume read once for both kinds of label
         v = load(c)
         result = correct_box(classifier, v.image, v.geometry, tight_box(v.mask, v.geometry))
         out = ds / "annotations" / f"{c.id}_slice_boxes.json"
         out.write_text(json.dumps(result.to_json(image=str(c.image))), encoding="utf-8")
         dataset.case(c.id).annotations["slice_boxes"] = dataset.stored(out)
-    dataset.save()
-    print(f"{mod}: corrected boxes for {len(pool)} training volumes in {time.time() - t1:.0f} s", flush=True)
-    # the naive baseline: the tight slice boxes' masks taken as if they were contours (plain Dice training)
-    from WeakAnnotateLib.image_io import write_image
-    from WeakAnnotateLib.training.box_prior import slice_box_mask
-
-    boxes_ds = root / "ds_box_masks"
-    box_masks = DatasetFolder.load(create_from_cases(boxes_ds, [c.id for c in pool]).root)
-    box_mask_dice = []
-    for c in pool:
-        v = load(c)
         as_contour = slice_box_mask(v.mask)
         box_mask_dice.append(dice(v.mask, as_contour))
         out = write_image(boxes_ds / "annotations" / f"{c.id}_slice_box_mask.nii.gz", as_contour.astype(np.uint8),
                           v.geometry)  # fmt: skip
-        box_masks.case(c.id).reference = box_masks.stored(out)
-    box_masks.save()
+        masks_dataset.case(c.id).reference = masks_dataset.stored(out)
+    dataset.save()
+    masks_dataset.save()
+    print(f"{mod}: classifier trained, boxes corrected and box masks written for {len(pool)} training volumes in "
+          f"{time.time() - t1:.0f} s", flush=True)  # fmt: skip
     base = {
         "dataset": str(ds),
         "method": "box_prior",
