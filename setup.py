@@ -33,8 +33,8 @@ class OptionalBuildExt(build_ext):
 
 
 kernel = Extension(
-    "WeakAnnotateLib._rw_kernel",
-    sources=["WeakAnnotate/WeakAnnotateLib/_rw_kernel.c"],
+    "WeakAnnotateLib.methods.extreme_points._rw_kernel",
+    sources=["WeakAnnotate/WeakAnnotateLib/methods/extreme_points/_rw_kernel.c"],
     extra_compile_args=["-O3", *OPENMP],
     extra_link_args=OPENMP,
 )

@@ -162,7 +162,7 @@ class BoxCorrectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onApplyButton(self) -> None:
         """Run processing when user clicks "Apply" button."""
-        from WeakAnnotateLib.errors import InputError
+        from WeakAnnotateLib.core.errors import InputError
 
         p = self._parameterNode
         self.ui.statusLabel.text = ""
@@ -182,7 +182,7 @@ class BoxCorrectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onAcceptButton(self) -> None:
         """Store the corrected boxes as the user left them (edit the 'corrected' segment first if needed)."""
-        from WeakAnnotateLib.errors import InputError
+        from WeakAnnotateLib.core.errors import InputError
 
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay("Accepting the boxes failed.", waitCursor=True):
@@ -217,8 +217,8 @@ class BoxCorrectionLogic(ScriptedLoadableModuleLogic):
 
     def model(self, modelPath: str):
         """The patch classifier, loaded once per path (Apply is interactive: < 1 s per box)."""
-        from WeakAnnotateLib.box_correction import load_box_model
-        from WeakAnnotateLib.errors import InputError
+        from WeakAnnotateLib.core.errors import InputError
+        from WeakAnnotateLib.methods.box_correction.classifier import load_box_model
 
         if not modelPath:
             raise InputError("Choose a trained box classifier (the job folder of a box_patch_classifier job).")
@@ -229,10 +229,10 @@ class BoxCorrectionLogic(ScriptedLoadableModuleLogic):
 
     def process(self, inputVolume, inputBox, outputSegmentation, modelPath: str = ""):
         """Check the inputs, tighten the box slice by slice and write raw and corrected boxes as two segments."""
-        from WeakAnnotateLib.box_correction import apply_to_nodes
-        from WeakAnnotateLib.errors import InputError
-        from WeakAnnotateLib.mrml_adapter import box_of_node
-        from WeakAnnotateLib.slicer_runtime import get_runtime
+        from WeakAnnotateLib.core.errors import InputError
+        from WeakAnnotateLib.methods.box_correction.classifier import apply_to_nodes
+        from WeakAnnotateLib.scene.mrml_adapter import box_of_node
+        from WeakAnnotateLib.scene.slicer_runtime import get_runtime
 
         if inputVolume is None or inputVolume.GetImageData() is None:
             raise InputError("Select an input volume with image data.")
@@ -247,8 +247,8 @@ class BoxCorrectionLogic(ScriptedLoadableModuleLogic):
 
     def accept(self, inputVolume, inputBox, outputSegmentation, boxesPath: str):
         """Write the last Apply's corrected boxes, as edited in its 'corrected' segment, to ``boxesPath``."""
-        from WeakAnnotateLib.box_correction import accept_from_nodes
-        from WeakAnnotateLib.errors import InputError
+        from WeakAnnotateLib.core.errors import InputError
+        from WeakAnnotateLib.methods.box_correction.classifier import accept_from_nodes
 
         if self.lastResult is None:
             raise InputError("Apply box correction first; Accept stores its corrected boxes.")
@@ -265,7 +265,7 @@ class BoxCorrectionLogic(ScriptedLoadableModuleLogic):
 
 
 class BoxCorrectionTest(ScriptedLoadableModuleTest):
-    """The module's self-tests: the same bodies run headless under pytest (WeakAnnotateLib.selftests).
+    """The module's self-tests: the same bodies run headless under pytest (WeakAnnotateLib.apps.selftests).
     Uses ScriptedLoadableModuleTest base class, available at:
     https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
     """
@@ -280,7 +280,7 @@ class BoxCorrectionTest(ScriptedLoadableModuleTest):
         self.test_BoxCorrection_selftests()
 
     def test_BoxCorrection_selftests(self):
-        from WeakAnnotateLib.selftests import run_module_selftests
-        from WeakAnnotateLib.slicer_runtime import get_runtime
+        from WeakAnnotateLib.apps.selftests import run_module_selftests
+        from WeakAnnotateLib.scene.slicer_runtime import get_runtime
 
         run_module_selftests("BoxCorrection", get_runtime())

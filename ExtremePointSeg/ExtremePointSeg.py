@@ -189,7 +189,7 @@ class ExtremePointSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onApplyButton(self) -> None:
         """Segment from the six points; bad input is reported in the panel and the scene is left as it was."""
-        from WeakAnnotateLib.errors import InputError
+        from WeakAnnotateLib.core.errors import InputError
 
         p = self._parameterNode
         self.ui.statusLabel.text = "Segmenting…"
@@ -216,7 +216,7 @@ class ExtremePointSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onEditStoredPoints(self) -> None:
         """Bring back the points stored with the target segment, so that the segment can be edited."""
-        from WeakAnnotateLib.errors import InputError
+        from WeakAnnotateLib.core.errors import InputError
 
         p = self._parameterNode
         try:
@@ -269,17 +269,18 @@ class ExtremePointSegLogic(ScriptedLoadableModuleLogic):
     ) -> str:
         """Segment into ``targetSegmentName`` of ``outputSegmentation``; returns a one-line summary.
 
-        The computation is WeakAnnotateLib.extreme_points.segment_from_nodes (the same the CLI and the web app
-        use); this adds what the desktop shows: points labelled by axis and the optional probability overlay.
+        The computation is WeakAnnotateLib.methods.extreme_points.segmenter.segment_from_nodes (the same the CLI
+        and the web app use); this adds what the desktop shows: points labelled by axis and the optional
+        probability overlay.
         """
         import time
 
-        from WeakAnnotateLib.colors import segment_color
-        from WeakAnnotateLib.errors import InputError
-        from WeakAnnotateLib.extreme_points import segment_from_nodes
-        from WeakAnnotateLib.mrml_adapter import geometry_of_node
-        from WeakAnnotateLib.simulate import axis_end_names
-        from WeakAnnotateLib.slicer_runtime import get_runtime
+        from WeakAnnotateLib.core.colors import segment_color
+        from WeakAnnotateLib.core.errors import InputError
+        from WeakAnnotateLib.evaluation.simulate import axis_end_names
+        from WeakAnnotateLib.methods.extreme_points.segmenter import segment_from_nodes
+        from WeakAnnotateLib.scene.mrml_adapter import geometry_of_node
+        from WeakAnnotateLib.scene.slicer_runtime import get_runtime
 
         if inputVolume is None or inputVolume.GetImageData() is None:
             raise InputError("Select an input volume with image data.")
@@ -305,9 +306,9 @@ class ExtremePointSegLogic(ScriptedLoadableModuleLogic):
 
     def showProbability(self, inputVolume, result, show: bool, segmentName: str) -> None:
         """Create or update '<segment> probability' and show it over the image (or hide it)."""
-        from WeakAnnotateLib.image_io import Image
-        from WeakAnnotateLib.mrml_adapter import add_volume_node, geometry_of_node
-        from WeakAnnotateLib.slicer_runtime import get_runtime
+        from WeakAnnotateLib.files.image_io import Image
+        from WeakAnnotateLib.scene.mrml_adapter import add_volume_node, geometry_of_node
+        from WeakAnnotateLib.scene.slicer_runtime import get_runtime
 
         nodeName = f"{segmentName} probability"
         node = slicer.mrmlScene.GetFirstNodeByName(nodeName)
@@ -329,10 +330,10 @@ class ExtremePointSegLogic(ScriptedLoadableModuleLogic):
 
     def pointsFromSegment(self, segmentationNode, segmentName: str):
         """A point list holding the six points stored with a segment by a previous Apply."""
-        from WeakAnnotateLib.errors import InputError
-        from WeakAnnotateLib.extreme_points import stored_extreme_points
-        from WeakAnnotateLib.mrml_adapter import add_points_node
-        from WeakAnnotateLib.slicer_runtime import get_runtime
+        from WeakAnnotateLib.core.errors import InputError
+        from WeakAnnotateLib.methods.extreme_points.segmenter import stored_extreme_points
+        from WeakAnnotateLib.scene.mrml_adapter import add_points_node
+        from WeakAnnotateLib.scene.slicer_runtime import get_runtime
 
         if segmentationNode is None:
             raise InputError("Select the segmentation that holds the segment.")
@@ -351,7 +352,7 @@ class ExtremePointSegLogic(ScriptedLoadableModuleLogic):
 
 
 class ExtremePointSegTest(ScriptedLoadableModuleTest):
-    """The module's self-tests: the same bodies run headless under pytest (WeakAnnotateLib.selftests).
+    """The module's self-tests: the same bodies run headless under pytest (WeakAnnotateLib.apps.selftests).
     Uses ScriptedLoadableModuleTest base class, available at:
     https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
     """
@@ -366,7 +367,7 @@ class ExtremePointSegTest(ScriptedLoadableModuleTest):
         self.test_ExtremePointSeg_selftests()
 
     def test_ExtremePointSeg_selftests(self):
-        from WeakAnnotateLib.selftests import run_module_selftests
-        from WeakAnnotateLib.slicer_runtime import get_runtime
+        from WeakAnnotateLib.apps.selftests import run_module_selftests
+        from WeakAnnotateLib.scene.slicer_runtime import get_runtime
 
         run_module_selftests("ExtremePointSeg", get_runtime())

@@ -171,7 +171,7 @@ class SurfaceTemplateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._autoUpdateTimer.start()
 
     def onAutoUpdate(self) -> None:
-        from WeakAnnotateLib.errors import InputError
+        from WeakAnnotateLib.core.errors import InputError
 
         p = self._parameterNode
         if not p or not p.inputVolume or not p.surfacePoints:
@@ -194,7 +194,7 @@ class SurfaceTemplateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onApplyButton(self) -> None:
         """Fit, rasterise and store; bad input is reported in the panel and the scene is left as it was."""
-        from WeakAnnotateLib.errors import InputError
+        from WeakAnnotateLib.core.errors import InputError
 
         p = self._parameterNode
         self.ui.statusLabel.text = ""
@@ -209,7 +209,7 @@ class SurfaceTemplateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onEditStoredPoints(self) -> None:
         """Bring back the points stored with the target segment, so that its template can be edited."""
-        from WeakAnnotateLib.errors import InputError
+        from WeakAnnotateLib.core.errors import InputError
 
         p = self._parameterNode
         try:
@@ -274,11 +274,11 @@ class SurfaceTemplateLogic(ScriptedLoadableModuleLogic):
         """Deform the (warm) template through the current points and show it as a model; returns a status line."""
         import time
 
-        from WeakAnnotateLib.active_surface import ActiveSurface
-        from WeakAnnotateLib.errors import InputError
-        from WeakAnnotateLib.mrml_adapter import geometry_of_node, points_of_node
-        from WeakAnnotateLib.slicer_runtime import get_runtime
-        from WeakAnnotateLib.surface_template import update_model_node
+        from WeakAnnotateLib.core.errors import InputError
+        from WeakAnnotateLib.methods.surface_template.active_surface import ActiveSurface
+        from WeakAnnotateLib.methods.surface_template.nodes import update_model_node
+        from WeakAnnotateLib.scene.mrml_adapter import geometry_of_node, points_of_node
+        from WeakAnnotateLib.scene.slicer_runtime import get_runtime
 
         if inputVolume is None or inputVolume.GetImageData() is None:
             raise InputError("Select an input volume with image data.")
@@ -298,13 +298,13 @@ class SurfaceTemplateLogic(ScriptedLoadableModuleLogic):
     def process(self, inputVolume, surfacePoints, outputSegmentation, targetSegmentName: str = "Object") -> str:
         """Fit the template to the points and write it into ``targetSegmentName``; returns a one-line summary.
 
-        The computation is WeakAnnotateLib.surface_template.surface_template_from_nodes (the same the web app
-        and the tests use); this adds the warm surface, the preview model and the effort clock.
+        The computation is WeakAnnotateLib.methods.surface_template.nodes.surface_template_from_nodes (the same
+        the web app and the tests use); this adds the warm surface, the preview model and the effort clock.
         """
-        from WeakAnnotateLib.colors import segment_color
-        from WeakAnnotateLib.errors import InputError
-        from WeakAnnotateLib.slicer_runtime import get_runtime
-        from WeakAnnotateLib.surface_template import surface_template_from_nodes, update_model_node
+        from WeakAnnotateLib.core.colors import segment_color
+        from WeakAnnotateLib.core.errors import InputError
+        from WeakAnnotateLib.methods.surface_template.nodes import surface_template_from_nodes, update_model_node
+        from WeakAnnotateLib.scene.slicer_runtime import get_runtime
 
         if surfacePoints is None:
             raise InputError("Select or create the point list holding the surface points.")
@@ -327,10 +327,10 @@ class SurfaceTemplateLogic(ScriptedLoadableModuleLogic):
 
     def pointsFromSegment(self, segmentationNode, segmentName: str):
         """A point list holding the points stored with a segment by a previous Apply."""
-        from WeakAnnotateLib.errors import InputError
-        from WeakAnnotateLib.mrml_adapter import add_points_node
-        from WeakAnnotateLib.slicer_runtime import get_runtime
-        from WeakAnnotateLib.surface_template import stored_surface_points
+        from WeakAnnotateLib.core.errors import InputError
+        from WeakAnnotateLib.methods.surface_template.nodes import stored_surface_points
+        from WeakAnnotateLib.scene.mrml_adapter import add_points_node
+        from WeakAnnotateLib.scene.slicer_runtime import get_runtime
 
         if segmentationNode is None:
             raise InputError("Select the segmentation that holds the segment.")
@@ -347,7 +347,7 @@ class SurfaceTemplateLogic(ScriptedLoadableModuleLogic):
 
 
 class SurfaceTemplateTest(ScriptedLoadableModuleTest):
-    """The module's self-tests: the same bodies run headless under pytest (WeakAnnotateLib.selftests).
+    """The module's self-tests: the same bodies run headless under pytest (WeakAnnotateLib.apps.selftests).
     Uses ScriptedLoadableModuleTest base class, available at:
     https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
     """
@@ -362,7 +362,7 @@ class SurfaceTemplateTest(ScriptedLoadableModuleTest):
         self.test_SurfaceTemplate_selftests()
 
     def test_SurfaceTemplate_selftests(self):
-        from WeakAnnotateLib.selftests import run_module_selftests
-        from WeakAnnotateLib.slicer_runtime import get_runtime
+        from WeakAnnotateLib.apps.selftests import run_module_selftests
+        from WeakAnnotateLib.scene.slicer_runtime import get_runtime
 
         run_module_selftests("SurfaceTemplate", get_runtime())

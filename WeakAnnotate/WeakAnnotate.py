@@ -202,7 +202,7 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onEvaluateButton(self) -> None:
         """Compare the prediction with the reference when the user clicks "Evaluate"."""
-        from WeakAnnotateLib.errors import InputError
+        from WeakAnnotateLib.core.errors import InputError
 
         p = self._parameterNode
         self.ui.statusLabel.text = ""
@@ -228,7 +228,7 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def refreshDataset(self) -> None:
         """Fill the cases and models tables from the dataset folder (cheap: reads dataset.json and model.json)."""
-        from WeakAnnotateLib.errors import InputError
+        from WeakAnnotateLib.core.errors import InputError
 
         folder = self._parameterNode.datasetFolder if self._parameterNode else ""
         cases, models = [], []
@@ -269,7 +269,7 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return None
 
     def onPseudoLabel(self) -> None:
-        from WeakAnnotateLib.errors import InputError
+        from WeakAnnotateLib.core.errors import InputError
 
         try:
             self.logic.startPseudoLabelling(self._parameterNode.datasetFolder)
@@ -283,7 +283,7 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # --- training --------------------------------------------------------------------------------------
 
     def onStartTraining(self) -> None:
-        from WeakAnnotateLib.errors import InputError
+        from WeakAnnotateLib.core.errors import InputError
 
         self.ui.trainingLogText.setVisible(False)
         try:
@@ -306,7 +306,7 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.trainingStatusLabel.text = "Cancelling after the current step…"
 
     def onResumeTraining(self) -> None:
-        from WeakAnnotateLib.errors import InputError
+        from WeakAnnotateLib.core.errors import InputError
 
         try:
             self._job.resume()
@@ -389,7 +389,7 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         )
 
     def onApplyModel(self) -> None:
-        from WeakAnnotateLib.errors import InputError
+        from WeakAnnotateLib.core.errors import InputError
 
         model = self._selectedModel()
         try:
@@ -431,8 +431,9 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
     def evaluate(self, volumeNode, referenceSegmentation, predictionSegmentation) -> dict:
         """Dice, IoU, HD95 (mm) and ASD (mm) of the prediction's first segment against the reference's,
         both resampled onto the volume's grid."""
-        from WeakAnnotateLib import metrics, mrml_adapter
-        from WeakAnnotateLib.errors import InputError
+        from WeakAnnotateLib.core.errors import InputError
+        from WeakAnnotateLib.evaluation import metrics
+        from WeakAnnotateLib.scene import mrml_adapter
 
         if volumeNode is None or volumeNode.GetImageData() is None:
             raise InputError("Select the volume whose grid the segmentations are compared on.")
@@ -451,7 +452,7 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def caseRows(folder: str) -> list:
-        from WeakAnnotateLib.dataset import DatasetFolder
+        from WeakAnnotateLib.data.dataset import DatasetFolder
 
         return DatasetFolder.load(folder).summary()
 
@@ -460,7 +461,7 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
         """Finished models of the dataset's jobs folder: name, method, validation Dice, epochs, path."""
         import os
 
-        from WeakAnnotateLib.prediction import list_models
+        from WeakAnnotateLib.networks.model_files import list_models
 
         rows = []
         for m in list_models(os.path.join(folder, "jobs")):
@@ -502,8 +503,8 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
         import os
         import time
 
-        from WeakAnnotateLib.errors import InputError
-        from WeakAnnotateLib.training.job_runner import TrainingJob
+        from WeakAnnotateLib.core.errors import InputError
+        from WeakAnnotateLib.jobs.runner import TrainingJob
 
         if not p.datasetFolder:
             raise InputError("dataset: choose a dataset folder first.")
@@ -525,8 +526,8 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
         import subprocess
         import sys
 
-        from WeakAnnotateLib.dataset import DatasetFolder
-        from WeakAnnotateLib.errors import InputError
+        from WeakAnnotateLib.core.errors import InputError
+        from WeakAnnotateLib.data.dataset import DatasetFolder
 
         if self.pseudoLabelling:
             raise InputError("Pseudo-labelling is already running.")
@@ -535,7 +536,7 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
         self._pseudoLog = open(log, "wb")  # noqa: SIM115 - kept open for the child's lifetime
         self._pseudoOffset = 0
         self._pseudoProcess = subprocess.Popen(
-            [sys.executable, "-m", "WeakAnnotateLib.cli", "dataset", "pseudo-label", folder],
+            [sys.executable, "-m", "WeakAnnotateLib.cli.main", "dataset", "pseudo-label", folder],
             stdout=self._pseudoLog,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -574,9 +575,9 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
     def startPrediction(self, volumeNode, modelPath, pointsNode=None) -> None:
         import threading
 
-        from WeakAnnotateLib import mrml_adapter
-        from WeakAnnotateLib.errors import InputError
-        from WeakAnnotateLib.prediction import load_model, predict_image
+        from WeakAnnotateLib.core.errors import InputError
+        from WeakAnnotateLib.networks.prediction import load_model, predict_image
+        from WeakAnnotateLib.scene import mrml_adapter
 
         if self.predicting:
             raise InputError("A prediction is already running.")
@@ -608,10 +609,10 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
 
     def finishPrediction(self):
         """On the main thread once the thread is done: the mask becomes a segment named after the model."""
-        from WeakAnnotateLib import pet_lesions
-        from WeakAnnotateLib.colors import segment_color
-        from WeakAnnotateLib.mrml_adapter import add_segmentation_node, set_segment_mask
-        from WeakAnnotateLib.slicer_runtime import get_runtime
+        from WeakAnnotateLib.core.colors import segment_color
+        from WeakAnnotateLib.methods.pet_boxes import lesions as pet_lesions
+        from WeakAnnotateLib.scene.mrml_adapter import add_segmentation_node, set_segment_mask
+        from WeakAnnotateLib.scene.slicer_runtime import get_runtime
 
         if self._prediction is None or self._prediction[0].is_alive():
             return None
@@ -707,7 +708,7 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
 
 
 class WeakAnnotateTest(ScriptedLoadableModuleTest):
-    """The module's self-tests: the same bodies run headless under pytest (WeakAnnotateLib.selftests).
+    """The module's self-tests: the same bodies run headless under pytest (WeakAnnotateLib.apps.selftests).
     Uses ScriptedLoadableModuleTest base class, available at:
     https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
     """
@@ -722,7 +723,7 @@ class WeakAnnotateTest(ScriptedLoadableModuleTest):
         self.test_WeakAnnotate_selftests()
 
     def test_WeakAnnotate_selftests(self):
-        from WeakAnnotateLib.selftests import run_module_selftests
-        from WeakAnnotateLib.slicer_runtime import get_runtime
+        from WeakAnnotateLib.apps.selftests import run_module_selftests
+        from WeakAnnotateLib.scene.slicer_runtime import get_runtime
 
         run_module_selftests("WeakAnnotate", get_runtime())

@@ -65,8 +65,8 @@ MODALITIES = {"MR_T1": "MR", "PET": "PT"}
 
 
 def load(case) -> object:
-    from WeakAnnotateLib.box_correction import LabelledVolume
-    from WeakAnnotateLib.image_io import read_image, select_label
+    from WeakAnnotateLib.files.image_io import read_image, select_label
+    from WeakAnnotateLib.methods.box_correction.classifier import LabelledVolume
 
     image = read_image(case.image)
     mask = select_label(read_image(case.mask).array, None).astype(bool)
@@ -75,8 +75,8 @@ def load(case) -> object:
 
 def oracle_iou(vol, p: int) -> float:
     """The method's ceiling: mean slice-box IoU when every patch label is right (taken from the reference)."""
-    from WeakAnnotateLib.box_correction import box2d_iou, patch_labels, patch_starts, shrink_box
-    from WeakAnnotateLib.simulate import box_index_bounds, tight_box
+    from WeakAnnotateLib.evaluation.simulate import box_index_bounds, tight_box
+    from WeakAnnotateLib.methods.box_correction.classifier import box2d_iou, patch_labels, patch_starts, shrink_box
 
     lo, hi = box_index_bounds(tight_box(vol.mask, vol.geometry), vol.geometry)
     crop = vol.mask[tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True))]
@@ -98,7 +98,7 @@ def box_dice(pseudo: np.ndarray, ref: np.ndarray) -> float:
 
 
 def run_job(folder: Path, name: str, spec: dict) -> tuple[Path, float]:
-    from WeakAnnotateLib.training.job_runner import TrainingJob
+    from WeakAnnotateLib.jobs.runner import TrainingJob
 
     env = {**os.environ, "OMP_NUM_THREADS": "2", "WEAKANNOTATE_THREADS": "2"}
     t0 = time.time()
@@ -141,14 +141,14 @@ def network_table(args: argparse.Namespace) -> None:
 
 
 def _modality_networks(root: Path, mod: str, args: argparse.Namespace, epochs: int, steps: int) -> list[tuple]:
-    from WeakAnnotateLib.box_correction import BoxClassifierParams, correct_box, train_box_classifier
-    from WeakAnnotateLib.cases import load_cases
-    from WeakAnnotateLib.dataset import create_from_cases
-    from WeakAnnotateLib.image_io import read_image, select_label, write_image
-    from WeakAnnotateLib.metrics import dice
-    from WeakAnnotateLib.prediction import load_model, predict_image
-    from WeakAnnotateLib.simulate import tight_box
-    from WeakAnnotateLib.training.box_prior import slice_box_mask
+    from WeakAnnotateLib.data.dataset import create_from_cases
+    from WeakAnnotateLib.evaluation.metrics import dice
+    from WeakAnnotateLib.evaluation.simulate import tight_box
+    from WeakAnnotateLib.files.cases import load_cases
+    from WeakAnnotateLib.files.image_io import read_image, select_label, write_image
+    from WeakAnnotateLib.methods.box_correction.classifier import BoxClassifierParams, correct_box, train_box_classifier
+    from WeakAnnotateLib.methods.box_prior.training import slice_box_mask
+    from WeakAnnotateLib.networks.prediction import load_model, predict_image
 
     cases = sorted(
         (c for c in load_cases() if c.id.startswith("ibsi_STS_") and c.id.endswith(f"_{mod}")), key=lambda c: c.id
@@ -237,7 +237,7 @@ def _modality_networks(root: Path, mod: str, args: argparse.Namespace, epochs: i
 
 def _label_dice(job: Path, case_ids: list[str]) -> float:
     """Mean Dice of a job's box labels against the references on the crop grid."""
-    from WeakAnnotateLib.metrics import dice
+    from WeakAnnotateLib.evaluation.metrics import dice
 
     values = []
     for case_id in case_ids:
@@ -275,10 +275,15 @@ def iou_table(args: argparse.Namespace) -> None:
     """Table 2 of the box-correction paper (see the module docstring)."""
 
     import torch
-    from WeakAnnotateLib.box_correction import BoxClassifierParams, correct_box, slice_box_iou, train_box_classifier
-    from WeakAnnotateLib.cases import load_cases
-    from WeakAnnotateLib.errors import InputError
-    from WeakAnnotateLib.simulate import tight_box
+    from WeakAnnotateLib.core.errors import InputError
+    from WeakAnnotateLib.evaluation.simulate import tight_box
+    from WeakAnnotateLib.files.cases import load_cases
+    from WeakAnnotateLib.methods.box_correction.classifier import (
+        BoxClassifierParams,
+        correct_box,
+        slice_box_iou,
+        train_box_classifier,
+    )
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     modalities = args.modalities.split(",")

@@ -73,7 +73,7 @@ def tasks(quick: bool) -> list[dict]:
 
 def run_job(spec: dict, folder: Path) -> dict:
     """One job through the worker, in this process (stdout to a log); returns model.json and progress."""
-    from WeakAnnotateLib.training.worker import main as worker_main
+    from WeakAnnotateLib.jobs.worker import main as worker_main
 
     path = folder / f"{Path(spec['output']).name}.json"
     path.write_text(json.dumps(spec), encoding="utf-8")
@@ -114,7 +114,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from WeakAnnotateLib.dataset import DatasetFolder, create_from_cases, pseudo_label_dataset
+    from WeakAnnotateLib.data.dataset import DatasetFolder, create_from_cases, pseudo_label_dataset
 
     work = Path(args.output) if args.output else Path(tempfile.mkdtemp(prefix="bench_epn_"))
     if work.exists() and any(work.iterdir()):

@@ -54,10 +54,14 @@ def main() -> int:
         print(f"data not found at {args.data}; pass --data", file=sys.stderr)
         return 2
 
-    from WeakAnnotateLib.extreme_points import ExtremePointParams, scribble_inside_fraction, segment_extreme_points
-    from WeakAnnotateLib.image_io import read_image
-    from WeakAnnotateLib.metrics import dice
-    from WeakAnnotateLib.simulate import extreme_points
+    from WeakAnnotateLib.evaluation.metrics import dice
+    from WeakAnnotateLib.evaluation.simulate import extreme_points
+    from WeakAnnotateLib.files.image_io import read_image
+    from WeakAnnotateLib.methods.extreme_points.segmenter import (
+        ExtremePointParams,
+        scribble_inside_fraction,
+        segment_extreme_points,
+    )
 
     params = ExtremePointParams(**json.loads(args.params))
     print(f"load average {os.getloadavg()[0]:.1f}; params {args.params}")

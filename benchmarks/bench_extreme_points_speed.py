@@ -43,8 +43,8 @@ CASES = {
 
 
 def _load(data: Path, case: str):  # noqa: ANN202
-    from WeakAnnotateLib.image_io import read_image
-    from WeakAnnotateLib.simulate import extreme_points
+    from WeakAnnotateLib.evaluation.simulate import extreme_points
+    from WeakAnnotateLib.files.image_io import read_image
 
     image_rel, mask_rel = CASES[case]
     image = read_image(data / image_rel)
@@ -58,7 +58,7 @@ def _maxrss_mb() -> float:
 
 
 def worker_ours(data: Path, case: str, out: Path, params_json: str) -> None:
-    from WeakAnnotateLib.extreme_points import ExtremePointParams, ExtremePointSegmenter
+    from WeakAnnotateLib.methods.extreme_points.segmenter import ExtremePointParams, ExtremePointSegmenter
 
     image, _ref, points = _load(data, case)
     rss0 = _maxrss_mb()
@@ -129,8 +129,12 @@ def main() -> int:
         worker_skimage(args.inputs, args.out)
         return 0
 
-    from WeakAnnotateLib.extreme_points import ExtremePointParams, normalise_intensities, segment_extreme_points
-    from WeakAnnotateLib.metrics import dice
+    from WeakAnnotateLib.evaluation.metrics import dice
+    from WeakAnnotateLib.methods.extreme_points.segmenter import (
+        ExtremePointParams,
+        normalise_intensities,
+        segment_extreme_points,
+    )
 
     if not (args.data / "cases.json").is_file():
         print(f"data not found at {args.data}; pass --data", file=sys.stderr)

@@ -44,15 +44,15 @@ PAPER = {  # the numbers the paper's text states (Figure 1's bars are not in the
 
 
 def run_job(folder: Path, name: str, spec: dict, env: dict) -> Path:
-    from WeakAnnotateLib.training.job_runner import TrainingJob
+    from WeakAnnotateLib.jobs.runner import TrainingJob
 
     return TrainingJob.run_to_end({**spec, "output": str(folder / name)}, folder / f"{name}.json", env=env).output
 
 
 def evaluate(model_dir: Path, cases: list, opening: bool = False) -> list[tuple[float, float]]:
-    from WeakAnnotateLib.image_io import read_image, select_label
-    from WeakAnnotateLib.metrics import dice, surface_distances_mm
-    from WeakAnnotateLib.prediction import load_model, predict_image
+    from WeakAnnotateLib.evaluation.metrics import dice, surface_distances_mm
+    from WeakAnnotateLib.files.image_io import read_image, select_label
+    from WeakAnnotateLib.networks.prediction import load_model, predict_image
 
     model = load_model(model_dir)
     out = []
@@ -77,8 +77,8 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from WeakAnnotateLib.cases import load_cases
-    from WeakAnnotateLib.dataset import create_from_cases
+    from WeakAnnotateLib.data.dataset import create_from_cases
+    from WeakAnnotateLib.files.cases import load_cases
 
     cases = [c for c in load_cases() if c.id.startswith("ibsi_STS_") and c.id.endswith("_PET")]
     folds = args.folds

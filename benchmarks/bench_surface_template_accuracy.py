@@ -23,11 +23,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "WeakAnnotate"))
 
 from WeakAnnotateLib import simulate  # noqa: E402
-from WeakAnnotateLib.active_surface import ActiveSurface, SurfaceParams  # noqa: E402
-from WeakAnnotateLib.cases import default_data_dir, find_case, load_cases  # noqa: E402
-from WeakAnnotateLib.errors import InputError  # noqa: E402
-from WeakAnnotateLib.image_io import read_image, read_mask  # noqa: E402
-from WeakAnnotateLib.metrics import dice, iou  # noqa: E402
+from WeakAnnotateLib.core.errors import InputError  # noqa: E402
+from WeakAnnotateLib.evaluation.metrics import dice, iou  # noqa: E402
+from WeakAnnotateLib.files.cases import default_data_dir, find_case, load_cases  # noqa: E402
+from WeakAnnotateLib.files.image_io import read_image, read_mask  # noqa: E402
+from WeakAnnotateLib.methods.surface_template.active_surface import ActiveSurface, SurfaceParams  # noqa: E402
 
 NS = (25, 50, 125, 250)
 # The paper reports no template Dice: Fig. 4 shows liver templates for N = 25…250 qualitatively; Table 1 gives

@@ -25,17 +25,17 @@ from scipy.spatial import cKDTree
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "WeakAnnotate"))
 
 from WeakAnnotateLib import simulate  # noqa: E402
-from WeakAnnotateLib.active_surface import (  # noqa: E402
+from WeakAnnotateLib.core.geometry import Geometry  # noqa: E402
+from WeakAnnotateLib.files.cases import default_data_dir, find_case  # noqa: E402
+from WeakAnnotateLib.files.image_io import read_image, read_mask  # noqa: E402
+from WeakAnnotateLib.methods.surface_template.active_surface import (  # noqa: E402
     ActiveSurface,
     SurfaceParams,
     block_cg,
     template_ellipsoid,
     template_mesh,
 )
-from WeakAnnotateLib.cases import default_data_dir, find_case  # noqa: E402
-from WeakAnnotateLib.geometry import Geometry  # noqa: E402
-from WeakAnnotateLib.image_io import read_image, read_mask  # noqa: E402
-from WeakAnnotateLib.rasterize import rasterize_mesh  # noqa: E402
+from WeakAnnotateLib.methods.surface_template.rasterize import rasterize_mesh  # noqa: E402
 
 
 def _median_ms(fn, repeats: int = 5) -> float:

@@ -74,11 +74,11 @@ def contour_voxels(mask: np.ndarray) -> int:
 
 def case_facts(ds, case_id: str) -> dict:
     """Template-alone Dice/IoU on the image grid, the number of points and the full-contouring effort."""
-    from WeakAnnotateLib.active_surface import fit_surface
-    from WeakAnnotateLib.dataset import read_reference
-    from WeakAnnotateLib.image_io import read_image
-    from WeakAnnotateLib.markups_io import read_points
-    from WeakAnnotateLib.metrics import dice, iou
+    from WeakAnnotateLib.data.dataset import read_reference
+    from WeakAnnotateLib.evaluation.metrics import dice, iou
+    from WeakAnnotateLib.files.image_io import read_image
+    from WeakAnnotateLib.methods.surface_template.active_surface import fit_surface
+    from WeakAnnotateLib.scene.markups_io import read_points
 
     entry = ds.case(case_id)
     image = read_image(ds.path(entry.image))
@@ -111,8 +111,8 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from WeakAnnotateLib.dataset import DatasetFolder
-    from WeakAnnotateLib.training.weak_net import surface_point_dataset
+    from WeakAnnotateLib.data.dataset import DatasetFolder
+    from WeakAnnotateLib.methods.surface_template.weak_net import surface_point_dataset
 
     work = Path(args.output) if args.output else Path(tempfile.mkdtemp(prefix="bench_weak_net_"))
     if work.exists() and any(work.iterdir()):

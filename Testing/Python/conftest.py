@@ -12,15 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from WeakAnnotateLib.cases import Case, default_data_dir, load_cases
-from WeakAnnotateLib.geometry import Geometry
+from WeakAnnotateLib.core.geometry import Geometry
+from WeakAnnotateLib.files.cases import Case, default_data_dir, load_cases
 
 # Testing/Python/conftest.py -> parents[0] Testing/Python, [1] Testing, [2] the checkout, [3] its parent.
 _BESIDE_CHECKOUT = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def find_data_dir() -> Path | None:
-    """``shared/data`` beside the checkout, else wherever ``WeakAnnotateLib.cases`` finds it."""
+    """``shared/data`` beside the checkout, else wherever ``WeakAnnotateLib.files.cases`` finds it."""
     if (_BESIDE_CHECKOUT / "cases.json").is_file():
         return _BESIDE_CHECKOUT
     return default_data_dir()
@@ -52,7 +52,7 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def case_by_id(data_dir: Path) -> Callable[[str], Case]:
-    """``case_by_id("ibsi_STS_001_PET")`` → :class:`WeakAnnotateLib.cases.Case` (image/mask paths, labels)."""
+    """``case_by_id("ibsi_STS_001_PET")`` → :class:`WeakAnnotateLib.files.cases.Case` (image/mask paths, labels)."""
 
     def get(case_id: str) -> Case:
         return case_by_id_in(data_dir, case_id)
@@ -63,7 +63,7 @@ def case_by_id(data_dir: Path) -> Callable[[str], Case]:
 @pytest.fixture
 def runtime():
     """A fresh headless Slicer core (scene + module logics from the slicer-core wheels) for one test."""
-    from WeakAnnotateLib.slicer_runtime import new_headless_runtime
+    from WeakAnnotateLib.scene.slicer_runtime import new_headless_runtime
 
     return new_headless_runtime()
 
@@ -71,7 +71,7 @@ def runtime():
 @pytest.fixture(scope="module")
 def module_runtime():
     """One headless Slicer core shared by a module's tests that only add nodes they do not inspect globally."""
-    from WeakAnnotateLib.slicer_runtime import new_headless_runtime
+    from WeakAnnotateLib.scene.slicer_runtime import new_headless_runtime
 
     return new_headless_runtime()
 

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from WeakAnnotateLib.box_correction import (
+from WeakAnnotateLib.cli.main import main
+from WeakAnnotateLib.core.box import Box
+from WeakAnnotateLib.core.errors import InputError
+from WeakAnnotateLib.core.geometry import Geometry
+from WeakAnnotateLib.data.dataset import CaseEntry, DatasetFolder
+from WeakAnnotateLib.evaluation.simulate import tight_box
+from WeakAnnotateLib.files.image_io import read_image, read_mask, write_image
+from WeakAnnotateLib.methods.box_correction.classifier import (
     BoxClassifierParams,
     LabelledVolume,
     correct_box,
@@ -19,13 +26,6 @@ from WeakAnnotateLib.box_correction import (
     slice_box_iou,
     train_box_classifier,
 )
-from WeakAnnotateLib.cli import main
-from WeakAnnotateLib.dataset import CaseEntry, DatasetFolder
-from WeakAnnotateLib.errors import InputError
-from WeakAnnotateLib.geometry import Geometry
-from WeakAnnotateLib.image_io import read_image, read_mask, write_image
-from WeakAnnotateLib.mrml_adapter import Box
-from WeakAnnotateLib.simulate import tight_box
 
 # BraTS FLAIR shows the whole tumour; three crops train, a fourth patient is held out.
 TRAIN = [("pat0001_1", "Flair"), ("pat0002_1", "Flair"), ("pat0001_1", "T1c")]
@@ -89,7 +89,7 @@ def test_too_few_volumes_or_bad_parameters_are_refused() -> None:
 
 
 def _crop(data_dir: Path, patient: str, seq: str, out: Path, margin: int = 12) -> tuple[Path, Path]:
-    from WeakAnnotateLib.simulate import box_index_bounds
+    from WeakAnnotateLib.evaluation.simulate import box_index_bounds
 
     image = read_image(data_dir / "brats" / patient / f"{seq}_subtrMeanDivStd.nii.gz")
     mask = read_mask(data_dir / "brats" / patient / "OTMultiClass.nii.gz")
@@ -162,7 +162,7 @@ def test_trained_model_tightens_held_out_boxes(trained, crops) -> None:
 
 
 def test_box_correct_cli_end_to_end(capsys, trained, crops, tmp_path) -> None:
-    from WeakAnnotateLib.markups_io import write_box
+    from WeakAnnotateLib.scene.markups_io import write_box
 
     image_path, mask_path = crops["_".join(HELD_OUT)]
     image = read_image(image_path)
@@ -186,7 +186,7 @@ def test_box_correct_cli_end_to_end(capsys, trained, crops, tmp_path) -> None:
     assert read_image(pseudo).array.max() == 1
     assert not list(tmp_path.glob(".*partial*"))
     # the file reads back (as box_prior's slice_boxes annotation does) as exactly the pseudo-mask ...
-    from WeakAnnotateLib.box_correction import read_slice_boxes
+    from WeakAnnotateLib.methods.box_correction.classifier import read_slice_boxes
 
     assert np.array_equal(read_slice_boxes(out, image.geometry), read_image(pseudo).array > 0)
     # ... and refuses another volume's grid: a shifted origin puts the RAS boxes elsewhere
@@ -200,7 +200,7 @@ def test_box_correct_cli_end_to_end(capsys, trained, crops, tmp_path) -> None:
 
 
 def test_box_correct_warns_for_another_modality(capsys, trained, crops, tmp_path) -> None:
-    from WeakAnnotateLib.markups_io import write_box
+    from WeakAnnotateLib.scene.markups_io import write_box
 
     image_path, mask_path = crops["_".join(HELD_OUT)]
     image = read_image(image_path)
@@ -223,7 +223,7 @@ def test_box_correct_warns_for_another_modality(capsys, trained, crops, tmp_path
 
 @pytest.mark.parametrize("kind", ["outside", "zero_extent", "not_a_model", "bad_output"])
 def test_box_correct_bad_input_exits_2_with_one_line(capsys, trained, crops, tmp_path, kind) -> None:
-    from WeakAnnotateLib.markups_io import write_box
+    from WeakAnnotateLib.scene.markups_io import write_box
 
     image_path, _ = crops["_".join(HELD_OUT)]
     image = read_image(image_path)
@@ -256,8 +256,8 @@ def test_train_job_with_too_few_labelled_volumes_exits_2(capsys, crops, tmp_path
 
 def test_apply_to_nodes_writes_raw_and_corrected_segments(runtime, trained, crops, tmp_path) -> None:
     """The panel's Apply on a headless scene: two segments, the corrected one inside the raw one."""
-    from WeakAnnotateLib.box_correction import apply_to_nodes
-    from WeakAnnotateLib.mrml_adapter import add_roi_node, add_segmentation_node, add_volume_node, segment_mask
+    from WeakAnnotateLib.methods.box_correction.classifier import apply_to_nodes
+    from WeakAnnotateLib.scene.mrml_adapter import add_roi_node, add_segmentation_node, add_volume_node, segment_mask
 
     image_path, mask_path = crops["_".join(HELD_OUT)]
     image = read_image(image_path)
@@ -273,8 +273,8 @@ def test_apply_to_nodes_writes_raw_and_corrected_segments(runtime, trained, crop
 
     # Accept after an edit: the user erases the corrected segment's last slice and paints one extra voxel
     # outside the box in slice k0; the stored boxes follow the edit, the path is kept on the ROI node.
-    from WeakAnnotateLib.box_correction import accept_from_nodes, read_slice_boxes
-    from WeakAnnotateLib.mrml_adapter import set_segment_mask
+    from WeakAnnotateLib.methods.box_correction.classifier import accept_from_nodes, read_slice_boxes
+    from WeakAnnotateLib.scene.mrml_adapter import set_segment_mask
 
     edited = corrected.copy()
     last = result.slices[-1].slice_index

@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from scipy import ndimage
-from WeakAnnotateLib.cli import main
-from WeakAnnotateLib.geometry import Geometry
-from WeakAnnotateLib.image_io import read_image, write_image
-from WeakAnnotateLib.markups_io import read_box, read_points
-from WeakAnnotateLib.segmentation_io import labelmap_from_segmentation, read_segmentation
-from WeakAnnotateLib.simulate import tight_box
+from WeakAnnotateLib.cli.main import main
+from WeakAnnotateLib.core.geometry import Geometry
+from WeakAnnotateLib.evaluation.simulate import tight_box
+from WeakAnnotateLib.files.image_io import read_image, write_image
+from WeakAnnotateLib.scene.markups_io import read_box, read_points
+from WeakAnnotateLib.scene.segmentation_io import labelmap_from_segmentation, read_segmentation
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -54,7 +54,7 @@ def _console_script() -> list[str]:
     if script.is_file():
         return [str(script)]
     found = shutil.which("weakannotate")
-    return [found] if found else [sys.executable, "-m", "WeakAnnotateLib.cli"]
+    return [found] if found else [sys.executable, "-m", "WeakAnnotateLib.cli.main"]
 
 
 @pytest.fixture(scope="module")
@@ -305,7 +305,7 @@ def test_simulate_writes_the_four_kinds_of_file(capsys, pet, tmp_path):
 
     points, point_labels = read_points(out_dir / "extreme_points.mrk.json", count=6, geometry=g)
     assert point_labels == ["right", "left", "anterior", "posterior", "inferior", "superior"]
-    from WeakAnnotateLib.simulate import extreme_points
+    from WeakAnnotateLib.evaluation.simulate import extreme_points
 
     exact, _ = extreme_points(mask, g)
     assert np.linalg.norm(points - exact, axis=1).max() <= 2.0 + 1e-6
@@ -369,7 +369,7 @@ def test_demo_on_a_fast_case(capsys, data_dir, pet, tmp_path):
     np.testing.assert_allclose(box.size, tight_box(mask, g).size, atol=1e-6)
 
     # The reference segmentation written by the demo is the mask, voxel for voxel.
-    from WeakAnnotateLib.slicer_runtime import new_headless_runtime
+    from WeakAnnotateLib.scene.slicer_runtime import new_headless_runtime
 
     node = read_segmentation(new_headless_runtime(), out_dir / "reference.seg.nrrd")
     back, _ = labelmap_from_segmentation(node, g)

@@ -12,9 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from WeakAnnotateLib.cli import main
-from WeakAnnotateLib.errors import InputError
-from WeakAnnotateLib.extreme_points import (
+from WeakAnnotateLib.cli.main import main
+from WeakAnnotateLib.core.errors import InputError
+from WeakAnnotateLib.evaluation.metrics import dice
+from WeakAnnotateLib.evaluation.simulate import extreme_points
+from WeakAnnotateLib.files.image_io import Image, read_image
+from WeakAnnotateLib.methods.extreme_points.random_walker import available_backends, random_walker
+from WeakAnnotateLib.methods.extreme_points.segmenter import (
     ExtremePointSegmenter,
     normalise_intensities,
     pair_points,
@@ -22,11 +26,7 @@ from WeakAnnotateLib.extreme_points import (
     segment_extreme_points,
     validate_points,
 )
-from WeakAnnotateLib.image_io import Image, read_image
-from WeakAnnotateLib.metrics import dice
-from WeakAnnotateLib.mrml_adapter import points_from_tag, points_tag_value
-from WeakAnnotateLib.random_walker import available_backends, random_walker
-from WeakAnnotateLib.simulate import extreme_points
+from WeakAnnotateLib.scene.mrml_adapter import points_from_tag, points_tag_value
 
 PET = ("ibsi_sts/STS_001/PET_image.nii.gz", "ibsi_sts/STS_001/PET_mask.nii.gz")
 BRATS = ("brats/pat0002_1/Flair_subtrMeanDivStd.nii.gz", "brats/pat0002_1/OTMultiClass.nii.gz")
@@ -87,7 +87,7 @@ def test_compiled_and_numpy_backends_agree(brats: tuple[Image, np.ndarray], prio
 
 def test_object_cut_by_the_field_of_view() -> None:
     """An object that touches the array's edge (CT organs in a 30-slice scan) still gets unknowns near the edge."""
-    from WeakAnnotateLib.geometry import Geometry
+    from WeakAnnotateLib.core.geometry import Geometry
 
     k, j, i = np.mgrid[:20, :40, :40]
     ref = ((k + 4) / 14.0) ** 2 + ((j - 20) / 12.0) ** 2 + ((i - 20) / 12.0) ** 2 <= 1.0  # cut at k = 0
@@ -190,7 +190,7 @@ def test_warm_start_same_mask_fewer_iterations(brats: tuple[Image, np.ndarray]) 
 
 
 def _write_points(path: Path, points: np.ndarray) -> Path:
-    from WeakAnnotateLib.markups_io import write_points
+    from WeakAnnotateLib.scene.markups_io import write_points
 
     return write_points(path, points, [f"p{n + 1}" for n in range(len(points))], "extreme")
 
@@ -259,8 +259,8 @@ def test_cli_bad_points(
 
 
 def test_cli_roi_instead_of_points(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from WeakAnnotateLib.markups_io import write_box
-    from WeakAnnotateLib.mrml_adapter import Box
+    from WeakAnnotateLib.core.box import Box
+    from WeakAnnotateLib.scene.markups_io import write_box
 
     roi = write_box(tmp_path / "box.mrk.json", Box(np.zeros(3), np.array([10.0, 10.0, 10.0]), np.eye(3)))
     out = tmp_path / "mask.nii.gz"
@@ -282,7 +282,7 @@ def test_cli_2d_image(pet: tuple[Image, np.ndarray], tmp_path: Path, capsys: pyt
 
 
 def test_segmenter_rejects_2d_array() -> None:
-    from WeakAnnotateLib.geometry import Geometry
+    from WeakAnnotateLib.core.geometry import Geometry
 
     geometry = Geometry(np.eye(4), (1, 20, 30))
     with pytest.raises(InputError, match="3D image"):
@@ -293,8 +293,8 @@ def test_segmenter_rejects_2d_array() -> None:
 
 
 def test_segment_from_nodes(runtime, pet: tuple[Image, np.ndarray]) -> None:  # noqa: ANN001
-    from WeakAnnotateLib.extreme_points import segment_from_nodes, stored_extreme_points
-    from WeakAnnotateLib.mrml_adapter import add_points_node, add_segmentation_node, add_volume_node, segment_mask
+    from WeakAnnotateLib.methods.extreme_points.segmenter import segment_from_nodes, stored_extreme_points
+    from WeakAnnotateLib.scene.mrml_adapter import add_points_node, add_segmentation_node, add_volume_node, segment_mask
 
     rt = runtime
     image, ref = pet

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from conftest import oblique_geometry, rotation_matrix
-from WeakAnnotateLib.errors import InputError
-from WeakAnnotateLib.geometry import LPS_TO_RAS, Geometry
-from WeakAnnotateLib.image_io import Image, read_image, read_mask, write_image
-from WeakAnnotateLib.mrml_adapter import add_volume_node, geometry_of_node, image_of_node
+from WeakAnnotateLib.core.errors import InputError
+from WeakAnnotateLib.core.geometry import LPS_TO_RAS, Geometry
+from WeakAnnotateLib.files.image_io import Image, read_image, read_mask, write_image
+from WeakAnnotateLib.scene.mrml_adapter import add_volume_node, geometry_of_node, image_of_node
 
 TOL_MM = 1e-4
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import vtk
 from conftest import oblique_geometry, rotation_matrix
-from WeakAnnotateLib.colors import PALETTE, segment_color
-from WeakAnnotateLib.errors import InputError
-from WeakAnnotateLib.image_io import read_image, write_image
-from WeakAnnotateLib.markups_io import (
+from WeakAnnotateLib.core.colors import PALETTE, segment_color
+from WeakAnnotateLib.core.errors import InputError
+from WeakAnnotateLib.files.image_io import read_image, write_image
+from WeakAnnotateLib.scene.markups_io import (
     load_box_node,
     load_points_node,
     markups_type,
@@ -26,7 +26,7 @@ from WeakAnnotateLib.markups_io import (
     write_box,
     write_points,
 )
-from WeakAnnotateLib.mrml_adapter import (
+from WeakAnnotateLib.scene.mrml_adapter import (
     Box,
     add_segmentation_node,
     scene_change,
@@ -34,13 +34,13 @@ from WeakAnnotateLib.mrml_adapter import (
     segment_mask,
     set_segment_mask,
 )
-from WeakAnnotateLib.segmentation_io import (
+from WeakAnnotateLib.scene.segmentation_io import (
     labelmap_from_segmentation,
     read_segmentation,
     segmentation_from_labelmap,
     write_segmentation,
 )
-from WeakAnnotateLib.slicer_runtime import get_runtime
+from WeakAnnotateLib.scene.slicer_runtime import get_runtime
 
 TOL_MM = 1e-4
 POINTS = np.array([[1.123456789, -2.5, 3.3], [10.0, 20.0, -30.123456789], [-101.25, 0.0, 77.7], [0.001, -0.002, 0.003]])
@@ -371,9 +371,9 @@ def test_bad_segmentation_files_are_rejected(runtime, tmp_path):
 
 _READ_IN_CHILD = """
 import sys
-from WeakAnnotateLib.errors import InputError
-from WeakAnnotateLib.segmentation_io import read_segmentation
-from WeakAnnotateLib.slicer_runtime import new_headless_runtime
+from WeakAnnotateLib.core.errors import InputError
+from WeakAnnotateLib.scene.segmentation_io import read_segmentation
+from WeakAnnotateLib.scene.slicer_runtime import new_headless_runtime
 try:
     read_segmentation(new_headless_runtime(), sys.argv[1])
 except InputError as e:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from WeakAnnotateLib.pet_box_losses import (
+from WeakAnnotateLib.methods.pet_boxes.losses import (
     dice_loss,
     modified_dice_loss,
     mumford_shah_loss,
@@ -226,7 +226,7 @@ def test_ms_gradients_finite_and_signed():
 
 def test_ms_descent_recovers_the_lesion_inside_a_box():
     # 12³, lesion [4:8]³ of intensity 2 on 1 (+ noise), box [3:9]³; descend on free logits with L_MS alone.
-    from WeakAnnotateLib.metrics import dice
+    from WeakAnnotateLib.evaluation.metrics import dice
 
     g = torch.Generator().manual_seed(0)
     img = torch.ones(1, 1, 12, 12, 12)
@@ -259,7 +259,7 @@ def test_total_loss_is_beta_mdice_plus_lambda_ms():
 
 def _grid(shape, spacing=(2.0, 1.0, 1.0)):
     import SimpleITK as sitk
-    from WeakAnnotateLib.image_io import geometry_of
+    from WeakAnnotateLib.files.image_io import geometry_of
 
     img = sitk.Image([int(s) for s in shape[::-1]], sitk.sitkUInt8)
     img.SetSpacing([float(s) for s in spacing[::-1]])
@@ -267,8 +267,8 @@ def _grid(shape, spacing=(2.0, 1.0, 1.0)):
 
 
 def test_lesion_boxes_one_per_component_and_union_regions():
-    from WeakAnnotateLib.metrics import dice
-    from WeakAnnotateLib.pet_boxes import box_dice, box_regions, boxes_mask, lesion_boxes
+    from WeakAnnotateLib.evaluation.metrics import dice
+    from WeakAnnotateLib.methods.pet_boxes.boxes import box_dice, box_regions, boxes_mask, lesion_boxes
 
     g = _grid((10, 20, 20))  # k spacing 2 mm, j/i 1 mm
     mask = np.zeros(g.shape, bool)
@@ -295,7 +295,7 @@ def test_lesion_boxes_one_per_component_and_union_regions():
 
 
 def test_calibrate_margin_hits_the_target_on_a_cube():
-    from WeakAnnotateLib.pet_boxes import box_dice, calibrate_margin
+    from WeakAnnotateLib.methods.pet_boxes.boxes import box_dice, calibrate_margin
 
     g = _grid((40, 40, 40), (1.0, 1.0, 1.0))
     mask = np.zeros(g.shape, bool)
@@ -309,9 +309,9 @@ def test_calibrate_margin_hits_the_target_on_a_cube():
 
 
 def test_default_margin_matches_paper_box_dice_on_pet(data_dir):
-    from WeakAnnotateLib.cases import load_cases
-    from WeakAnnotateLib.image_io import read_image, select_label
-    from WeakAnnotateLib.pet_boxes import DEFAULT_MARGIN_MM, box_dice
+    from WeakAnnotateLib.files.cases import load_cases
+    from WeakAnnotateLib.files.image_io import read_image, select_label
+    from WeakAnnotateLib.methods.pet_boxes.boxes import DEFAULT_MARGIN_MM, box_dice
 
     values = []
     for case in load_cases(data_dir):
@@ -346,7 +346,7 @@ def _run_job(folder: Path, name: str, ds: Path, **fields) -> tuple[int, list[dic
     path = folder / f"{name}.json"
     path.write_text(json.dumps(spec), encoding="utf-8")
     proc = subprocess.run(
-        [sys.executable, "-m", "WeakAnnotateLib.training.worker", str(path)],
+        [sys.executable, "-m", "WeakAnnotateLib.training.trainer", str(path)],
         env=ENV,
         capture_output=True,
         text=True,
@@ -359,9 +359,9 @@ def _run_job(folder: Path, name: str, ds: Path, **fields) -> tuple[int, list[dic
 
 
 def test_pet_box_methods_train_to_a_model(tmp_path, data_dir):
-    from WeakAnnotateLib.dataset import create_from_cases
-    from WeakAnnotateLib.pet_boxes import DEFAULT_MARGIN_MM
-    from WeakAnnotateLib.prediction import load_model
+    from WeakAnnotateLib.data.dataset import create_from_cases
+    from WeakAnnotateLib.methods.pet_boxes.boxes import DEFAULT_MARGIN_MM
+    from WeakAnnotateLib.networks.prediction import load_model
 
     ds = tmp_path / "ds"
     create_from_cases(ds, PET_CASES, data_dir=data_dir)

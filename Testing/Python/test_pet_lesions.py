@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from WeakAnnotateLib.errors import InputError
-from WeakAnnotateLib.image_io import read_image, select_label
-from WeakAnnotateLib.pet_lesions import (
+from WeakAnnotateLib.core.errors import InputError
+from WeakAnnotateLib.files.image_io import read_image, select_label
+from WeakAnnotateLib.methods.pet_boxes.lesions import (
     is_pet_model,
     label_lesions,
     lesions_of_nodes,
@@ -92,9 +92,9 @@ def test_warnings_ct_and_modality(data_dir):
 
 
 def test_segments_and_nothing_partial(pet, runtime, monkeypatch):
-    from WeakAnnotateLib import mrml_adapter
-    from WeakAnnotateLib.image_io import Image
-    from WeakAnnotateLib.mrml_adapter import add_volume_node, segment_ids, segment_mask
+    from WeakAnnotateLib.files.image_io import Image
+    from WeakAnnotateLib.scene import mrml_adapter
+    from WeakAnnotateLib.scene.mrml_adapter import add_volume_node, segment_ids, segment_mask
 
     image, _ = pet
     volume = add_volume_node(runtime, Image(image.array, image.geometry, "pet"))
@@ -139,9 +139,9 @@ def test_panel_finish_prediction_lists_lesions(pet, monkeypatch):
     from types import SimpleNamespace
 
     import slicer
-    from WeakAnnotateLib.image_io import Image
-    from WeakAnnotateLib.mrml_adapter import add_volume_node, segment_ids
-    from WeakAnnotateLib.slicer_runtime import get_runtime
+    from WeakAnnotateLib.files.image_io import Image
+    from WeakAnnotateLib.scene.mrml_adapter import add_volume_node, segment_ids
+    from WeakAnnotateLib.scene.slicer_runtime import get_runtime
 
     rt = get_runtime()
     slm = types.ModuleType("slicer.ScriptedLoadableModule")
@@ -180,8 +180,8 @@ def test_panel_finish_prediction_lists_lesions(pet, monkeypatch):
 
 
 def test_spec_validation_names_the_field(tmp_path, data_dir):
-    from WeakAnnotateLib.dataset import create_from_cases
-    from WeakAnnotateLib.training.job_spec import spec_from_dict, validate
+    from WeakAnnotateLib.data.dataset import create_from_cases
+    from WeakAnnotateLib.jobs.spec import spec_from_dict, validate
 
     ds = tmp_path / "ds"
     create_from_cases(ds, ["ibsi_STS_001_PET", "ibsi_STS_002_PET"], data_dir=data_dir)
@@ -198,8 +198,8 @@ def test_spec_validation_names_the_field(tmp_path, data_dir):
 
 def test_crop_zscore_and_augment_keep_the_crop_scaling():
     import torch
-    from WeakAnnotateLib.dataset import crop_zscore, normalise_crop, normalise_intensity
-    from WeakAnnotateLib.training.pet_box import augment
+    from WeakAnnotateLib.data.dataset import crop_zscore, normalise_crop, normalise_intensity
+    from WeakAnnotateLib.methods.pet_boxes.training import augment
 
     a = np.random.default_rng(0).gamma(2.0, 1.0, (8, 8, 8)).astype(np.float32) * 3
     a[4, 4, 4] = 60.0  # a hot voxel: clipped by the percentile scaling, kept by the z-score
@@ -216,8 +216,8 @@ def test_crop_zscore_and_augment_keep_the_crop_scaling():
 def test_pet_box_sgd_suv_zscore_job(tmp_path, data_dir):
     import torch
     from test_pet_box_losses import PET_CASES, _run_job
-    from WeakAnnotateLib.dataset import create_from_cases
-    from WeakAnnotateLib.prediction import load_model, predict_image
+    from WeakAnnotateLib.data.dataset import create_from_cases
+    from WeakAnnotateLib.networks.prediction import load_model, predict_image
 
     ds = tmp_path / "ds"
     create_from_cases(ds, PET_CASES, data_dir=data_dir)

@@ -6,8 +6,8 @@ Desktop Slicer runs the same bodies through each module's ScriptedLoadableModule
 from __future__ import annotations
 
 import pytest
-from WeakAnnotateLib import selftests
-from WeakAnnotateLib.slicer_runtime import new_headless_runtime
+from WeakAnnotateLib.apps import selftests
+from WeakAnnotateLib.scene.slicer_runtime import new_headless_runtime
 
 
 @pytest.mark.parametrize(

@@ -11,12 +11,10 @@ import numpy as np
 import pytest
 from conftest import case_by_id_in, find_data_dir, oblique_geometry
 from scipy.spatial import cKDTree
-from WeakAnnotateLib.annotation_set import AnnotationSet
-from WeakAnnotateLib.errors import InputError
-from WeakAnnotateLib.geometry import Geometry
-from WeakAnnotateLib.image_io import read_image
-from WeakAnnotateLib.markups_io import read_box, read_points
-from WeakAnnotateLib.simulate import (
+from WeakAnnotateLib.core.errors import InputError
+from WeakAnnotateLib.core.geometry import Geometry
+from WeakAnnotateLib.evaluation.annotation_set import AnnotationSet
+from WeakAnnotateLib.evaluation.simulate import (
     axis_end_names,
     box_index_bounds,
     box_mask,
@@ -27,6 +25,8 @@ from WeakAnnotateLib.simulate import (
     surface_voxels,
     tight_box,
 )
+from WeakAnnotateLib.files.image_io import read_image
+from WeakAnnotateLib.scene.markups_io import read_box, read_points
 
 # key -> (case id, label or None for every nonzero voxel, expected labels of the six extreme points)
 MASKS = {

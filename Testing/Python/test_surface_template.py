@@ -16,8 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import oblique_geometry
-from WeakAnnotateLib import simulate
-from WeakAnnotateLib.active_surface import (
+from WeakAnnotateLib.cli.main import main
+from WeakAnnotateLib.core.errors import InputError
+from WeakAnnotateLib.core.geometry import Geometry
+from WeakAnnotateLib.evaluation import simulate
+from WeakAnnotateLib.evaluation.metrics import dice
+from WeakAnnotateLib.files.image_io import Image, read_image, read_mask
+from WeakAnnotateLib.methods.surface_template.active_surface import (
     ActiveSurface,
     SurfaceParams,
     edge_triangle_crossings,
@@ -26,13 +31,8 @@ from WeakAnnotateLib.active_surface import (
     mesh_edges,
     surface_problems,
 )
-from WeakAnnotateLib.cli import main
-from WeakAnnotateLib.errors import InputError
-from WeakAnnotateLib.geometry import Geometry
-from WeakAnnotateLib.image_io import Image, read_image, read_mask
-from WeakAnnotateLib.markups_io import write_points
-from WeakAnnotateLib.metrics import dice
-from WeakAnnotateLib.rasterize import rasterize_mesh
+from WeakAnnotateLib.methods.surface_template.rasterize import rasterize_mesh
+from WeakAnnotateLib.scene.markups_io import write_points
 
 CASES = {"ibsi_STS_001_PET": 0.90, "brats_brats_2013_pat0001_1_Flair": 0.80}
 
@@ -179,12 +179,12 @@ def test_bad_parameters() -> None:
 
 
 def test_nodes_scene_unchanged_on_error(runtime, loaded: dict) -> None:  # noqa: ANN001
-    from WeakAnnotateLib.mrml_adapter import add_points_node, add_volume_node, segment_ids
-    from WeakAnnotateLib.surface_template import (
+    from WeakAnnotateLib.methods.surface_template.nodes import (
         EFFORT_SECONDS_TAG,
         surface_template_from_nodes,
         update_model_node,
     )
+    from WeakAnnotateLib.scene.mrml_adapter import add_points_node, add_volume_node, segment_ids
 
     image, mask = loaded["brats_brats_2013_pat0001_1_Flair"]
     volume = add_volume_node(runtime, image, "flair")
@@ -267,7 +267,7 @@ def test_fast_broad_phase_finds_every_crossing() -> None:
 
 def test_symmetry_columns_equal_direct_solves() -> None:
     """Columns gathered through the icosphere's rotations equal triangular solves (levels 2–4)."""
-    from WeakAnnotateLib.active_surface import TemplateMesh
+    from WeakAnnotateLib.methods.surface_template.active_surface import TemplateMesh
 
     rng = np.random.default_rng(1)
     for level in (2, 3, 4):
@@ -290,9 +290,10 @@ def test_weak_net_trains_from_surface_points_and_predicts(tmp_path: Path) -> Non
     import json
 
     import torch
-    from WeakAnnotateLib.prediction import load_model, predict_file
-    from WeakAnnotateLib.training.weak_net import WeakNetModule, surface_point_dataset
-    from WeakAnnotateLib.training.worker import main as worker_main
+    from WeakAnnotateLib.jobs.worker import main as worker_main
+    from WeakAnnotateLib.methods.surface_template.weak_net import surface_point_dataset
+    from WeakAnnotateLib.networks.build import WeakNetModule
+    from WeakAnnotateLib.networks.prediction import load_model, predict_file
 
     torch.set_num_threads(1)
     cases = ["ibsi_STS_001_PET", "ibsi_STS_002_PET"]
@@ -326,8 +327,8 @@ def test_weak_net_loss_and_spec_fields(tmp_path: Path) -> None:
     import json
 
     import torch
-    from WeakAnnotateLib.training.job_spec import spec_from_dict
-    from WeakAnnotateLib.training.weak_net import template_with_band, validate_weak_net, weak_net_loss
+    from WeakAnnotateLib.jobs.spec import spec_from_dict, validate
+    from WeakAnnotateLib.methods.surface_template.weak_net import template_with_band, weak_net_loss
 
     template = np.zeros((9, 9, 9), np.float32)
     template[3:6, 3:6, 3:6] = 1
@@ -346,4 +347,4 @@ def test_weak_net_loss_and_spec_fields(tmp_path: Path) -> None:
     for field_name, value in (("weak_net_lambda", -1.0), ("weak_net_distance_mm", 0.0), ("weak_net_threshold", 1.0)):
         doc = {"dataset": str(ds), "output": str(tmp_path / "o"), "method": "weak_net", field_name: value}
         with pytest.raises(InputError, match=field_name):
-            validate_weak_net(spec_from_dict(json.loads(json.dumps(doc))))
+            validate(spec_from_dict(json.loads(json.dumps(doc))))

@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
-from WeakAnnotateLib.errors import InputError
-from WeakAnnotateLib.tightness_prior import (
+from WeakAnnotateLib.core.errors import InputError
+from WeakAnnotateLib.methods.box_prior.tightness_prior import (
     BoxPriorLoss,
     barrier_t,
     box_masks,
@@ -156,7 +156,7 @@ def test_tiny_optimisation_satisfies_the_constraints(background: str) -> None:
 
 def test_slice_box_mask_and_window_boxes() -> None:
     import numpy as np
-    from WeakAnnotateLib.training.box_prior import slice_box_mask, window_boxes
+    from WeakAnnotateLib.methods.box_prior.training import slice_box_mask, window_boxes
 
     mask = np.zeros((3, 8, 8), bool)
     mask[1, 2, 3] = mask[1, 5, 6] = True  # slice 1: two pixels → one box rows 2..5, cols 3..6
@@ -174,7 +174,7 @@ def test_box_prior_worker_method_reaches_a_model(tmp_path, data_dir) -> None:
     import sys
 
     import numpy as np
-    from WeakAnnotateLib.dataset import create_from_cases
+    from WeakAnnotateLib.data.dataset import create_from_cases
 
     cases = ["ibsi_STS_001_PET", "ibsi_STS_002_PET"]
     ds = tmp_path / "ds"
@@ -197,7 +197,7 @@ def test_box_prior_worker_method_reaches_a_model(tmp_path, data_dir) -> None:
     path.write_text(json.dumps(spec), encoding="utf-8")
     env = {**os.environ, "WEAKANNOTATE_THREADS": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "WeakAnnotateLib.training.worker", str(path)],
+        [sys.executable, "-m", "WeakAnnotateLib.training.trainer", str(path)],
         env=env,
         capture_output=True,
         text=True,
@@ -220,7 +220,7 @@ def test_box_prior_worker_method_reaches_a_model(tmp_path, data_dir) -> None:
 
 
 def test_slabs_along_three_axes_with_remainders_and_clipping() -> None:
-    from WeakAnnotateLib.tightness_prior import build_slabs
+    from WeakAnnotateLib.methods.box_prior.tightness_prior import build_slabs
 
     # a 3×7×5 box at the origin of a 4×8×6 volume, w = 5: axis 0 → one slab of 3 planes, axis 1 → 5 + 2,
     # axis 2 → one slab of 5; every box voxel counts once per axis
@@ -239,7 +239,7 @@ def test_slabs_along_three_axes_with_remainders_and_clipping() -> None:
 
 
 def test_volume_emptiness_size_and_entropy_by_hand() -> None:
-    from WeakAnnotateLib.tightness_prior import box_entropy
+    from WeakAnnotateLib.methods.box_prior.tightness_prior import box_entropy
 
     probs = torch.full((1, 2, 2, 2), 0.25)
     inside = torch.zeros((1, 2, 2, 2), dtype=torch.bool)
@@ -261,7 +261,7 @@ def test_volume_emptiness_size_and_entropy_by_hand() -> None:
 
 
 def test_slice_stack_unet_sees_three_neighbouring_slices_only() -> None:
-    from WeakAnnotateLib.prediction import build_network
+    from WeakAnnotateLib.networks.build import build_network
 
     torch.manual_seed(0)
     net = build_network({"network": "unet_2.5d", "in_channels": 1, "channels": [4, 8], "num_res_units": 2})
@@ -281,7 +281,7 @@ def test_slice_stack_unet_sees_three_neighbouring_slices_only() -> None:
 
 def test_box_labels_tight_slices_3d_box_and_margins() -> None:
     import numpy as np
-    from WeakAnnotateLib.training.box_prior import box_3d_mask, slice_box_mask, window_boxes_3d
+    from WeakAnnotateLib.methods.box_prior.training import box_3d_mask, slice_box_mask, window_boxes_3d
 
     mask = np.zeros((3, 12, 12), bool)
     mask[1, 4:6, 4:7] = True
@@ -306,12 +306,11 @@ def test_box_labels_tight_slices_3d_box_and_margins() -> None:
     ],
 )
 def test_box_prior_fields_are_checked(field: str, value: object, message: str) -> None:
-    from WeakAnnotateLib.training.box_prior import validate_box_prior
-    from WeakAnnotateLib.training.job_spec import JobSpec
+    from WeakAnnotateLib.jobs.spec import spec_from_dict, validate
 
-    spec = JobSpec(dataset="ds", output="out", method="box_prior", **{field: value})
+    spec = spec_from_dict({"dataset": "ds", "output": "out", "method": "box_prior", "box_prior": {field: value}})
     with pytest.raises(InputError, match=message):
-        validate_box_prior(spec)
+        validate(spec)  # the section is checked before the dataset is looked at
 
 
 def test_emptiness_tolerance_makes_the_constraint_satisfiable() -> None:
@@ -339,12 +338,13 @@ def test_box_labels_from_annotations_slice_boxes_and_rois(tmp_path, data_dir) ->
     import json
 
     import numpy as np
-    from WeakAnnotateLib.box_correction import BoxCorrectionResult, CorrectedSlice
-    from WeakAnnotateLib.dataset import CropCache, DatasetFolder, create_from_cases
-    from WeakAnnotateLib.image_io import read_image, read_mask
-    from WeakAnnotateLib.markups_io import write_box
-    from WeakAnnotateLib.simulate import index_box, tight_box
-    from WeakAnnotateLib.training.box_prior import BoxPrior
+    from WeakAnnotateLib.data.dataset import CropCache, DatasetFolder, create_from_cases
+    from WeakAnnotateLib.evaluation.simulate import index_box, tight_box
+    from WeakAnnotateLib.files.image_io import read_image, read_mask
+    from WeakAnnotateLib.methods.box_correction.classifier import BoxCorrectionResult, CorrectedSlice
+    from WeakAnnotateLib.methods.box_prior.descriptor import BoxPriorOptions
+    from WeakAnnotateLib.methods.box_prior.training import BoxPrior
+    from WeakAnnotateLib.scene.markups_io import write_box
     from WeakAnnotateLib.training.job_spec import JobSpec
 
     case = "ibsi_STS_001_PET"
@@ -357,8 +357,9 @@ def test_box_labels_from_annotations_slice_boxes_and_rois(tmp_path, data_dir) ->
     ds.save()
 
     def labels(margin: int = 0) -> np.ndarray:
+        options = BoxPriorOptions(box_source="annotation", box_margin_vox=margin)
         spec = JobSpec(dataset=str(ds.root), output=str(tmp_path / "job"), method="box_prior",
-                       box_source="annotation", box_margin_vox=margin, spacing_mm=4.0, padding_mm=16.0)  # fmt: skip
+                       spacing_mm=4.0, padding_mm=16.0, options=options)  # fmt: skip
         cache = CropCache(DatasetFolder.load(ds.root), tmp_path / "crops", padding_mm=16.0, spacing_mm=4.0)
         cache.prepare(ds.case(case))
         return BoxPrior(spec, cache, {"train": [case], "validation": []}, tmp_path / "job").box_labels(case) > 0.5

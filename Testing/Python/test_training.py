@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from WeakAnnotateLib.cases import default_data_dir
-from WeakAnnotateLib.errors import InputError
+from WeakAnnotateLib.core.errors import InputError
+from WeakAnnotateLib.files.cases import default_data_dir
 
 torch.set_num_threads(1)
 
@@ -32,7 +32,7 @@ EPOCH_KEYS = {"event", "time", "epoch", "epochs", "round", "step", "loss", "val_
 
 @pytest.fixture(scope="module")
 def dataset_dir(tmp_path_factory) -> Path:
-    from WeakAnnotateLib.dataset import create_from_cases
+    from WeakAnnotateLib.data.dataset import create_from_cases
 
     root = tmp_path_factory.mktemp("training") / "ds"
     create_from_cases(root, CASES)
@@ -58,7 +58,7 @@ def write_job(folder: Path, name: str, ds: Path, **fields) -> Path:
 
 
 def make_job(path: Path, nproc: int = 1):
-    from WeakAnnotateLib.training.job_runner import TrainingJob
+    from WeakAnnotateLib.jobs.runner import TrainingJob
 
     return TrainingJob(path, nproc=nproc, env=ENV)
 
@@ -79,7 +79,7 @@ def make_job(path: Path, nproc: int = 1):
     ],
 )
 def test_bad_spec_is_rejected_naming_the_field(tmp_path, dataset_dir, change, field_name, words):
-    from WeakAnnotateLib.training.job_spec import load_spec, validate
+    from WeakAnnotateLib.jobs.spec import load_spec, validate
 
     path = write_job(tmp_path, "bad", dataset_dir, **change)
     with pytest.raises(InputError) as err:
@@ -89,8 +89,8 @@ def test_bad_spec_is_rejected_naming_the_field(tmp_path, dataset_dir, change, fi
 
 
 def test_missing_required_field_empty_dataset_and_case_without_annotations(tmp_path, dataset_dir):
-    from WeakAnnotateLib.dataset import DatasetFolder
-    from WeakAnnotateLib.training.job_spec import load_spec, spec_from_dict, validate
+    from WeakAnnotateLib.data.dataset import DatasetFolder
+    from WeakAnnotateLib.jobs.spec import load_spec, spec_from_dict, validate
 
     with pytest.raises(InputError, match=r"^output: required"):
         spec_from_dict({"dataset": str(dataset_dir)})
@@ -120,7 +120,7 @@ def test_missing_required_field_empty_dataset_and_case_without_annotations(tmp_p
 
 
 def test_cli_rejects_a_bad_spec_before_starting(tmp_path, dataset_dir, capsys):
-    from WeakAnnotateLib.cli import main
+    from WeakAnnotateLib.cli.main import main
 
     path = write_job(tmp_path, "cli", dataset_dir, epochs=0)
     assert main(["train", "--job", str(path)]) == 2
@@ -226,9 +226,9 @@ def test_ddp_with_two_cpu_processes(tmp_path, dataset_dir):
 
 
 def test_predict_cli_writes_a_mask_on_the_image_grid(tmp_path, trained, capsys):
-    from WeakAnnotateLib.cases import find_case
-    from WeakAnnotateLib.cli import main
-    from WeakAnnotateLib.image_io import read_image
+    from WeakAnnotateLib.cli.main import main
+    from WeakAnnotateLib.files.cases import find_case
+    from WeakAnnotateLib.files.image_io import read_image
 
     case = find_case(CASES[2])
     out = tmp_path / "pred.nii.gz"
@@ -240,7 +240,7 @@ def test_predict_cli_writes_a_mask_on_the_image_grid(tmp_path, trained, capsys):
 
 
 def test_an_unfinished_model_is_refused(tmp_path, trained):
-    from WeakAnnotateLib.prediction import load_model
+    from WeakAnnotateLib.networks.prediction import load_model
 
     shutil.copy(trained[0] / "model.pt", tmp_path / "model.pt")
     with pytest.raises(InputError, match="did not finish"):
@@ -251,8 +251,8 @@ def test_an_unfinished_model_is_refused(tmp_path, trained):
 
 
 def test_extreme_point_network_runs_rounds_with_random_walker(tmp_path, dataset_dir, capsys):
-    from WeakAnnotateLib.cli import main
-    from WeakAnnotateLib.dataset import DatasetFolder
+    from WeakAnnotateLib.cli.main import main
+    from WeakAnnotateLib.data.dataset import DatasetFolder
 
     path = write_job(tmp_path, "epn", dataset_dir, method="extreme_point_network", rounds=2, convergence=0.0)
     assert main(["train", "--job", str(path)]) == 0
@@ -295,8 +295,8 @@ def test_extreme_point_network_runs_rounds_with_random_walker(tmp_path, dataset_
 
 
 def test_refinement_fills_the_uncertain_band_with_the_random_walker():
-    from WeakAnnotateLib.metrics import dice
-    from WeakAnnotateLib.training.extreme_point_network import refine_with_random_walker
+    from WeakAnnotateLib.evaluation.metrics import dice
+    from WeakAnnotateLib.methods.extreme_points.training import refine_with_random_walker
 
     g = np.mgrid[:40, :40, :40]
     sphere = ((g - 20) ** 2).sum(axis=0) <= 10**2
@@ -307,7 +307,7 @@ def test_refinement_fills_the_uncertain_band_with_the_random_walker():
 
 
 def test_batch_pseudo_labelling_reports_progress_and_updates_the_manifest(tmp_path, dataset_dir):
-    from WeakAnnotateLib.dataset import DatasetFolder, pseudo_label_dataset
+    from WeakAnnotateLib.data.dataset import DatasetFolder, pseudo_label_dataset
 
     ds = DatasetFolder.load(dataset_dir)
     ds.root = tmp_path / "copy"
@@ -328,8 +328,8 @@ def test_batch_pseudo_labelling_reports_progress_and_updates_the_manifest(tmp_pa
     assert reloaded.summary()[0]["clicks"] == 6
 
     # The pseudo-label lands in the crop where the reference is (same Dice as on the original grid, roughly).
-    from WeakAnnotateLib.dataset import CropCache
-    from WeakAnnotateLib.metrics import dice
+    from WeakAnnotateLib.data.dataset import CropCache
+    from WeakAnnotateLib.evaluation.metrics import dice
 
     cache = CropCache(reloaded, tmp_path / "crops", padding_mm=20.0, spacing_mm=4.0)
     cache.prepare(reloaded.cases[0])
@@ -338,7 +338,7 @@ def test_batch_pseudo_labelling_reports_progress_and_updates_the_manifest(tmp_pa
 
 
 def test_crop_dataset_streams_one_case_per_item(tmp_path, dataset_dir):
-    from WeakAnnotateLib.dataset import CropCache, CropDataset, DatasetFolder
+    from WeakAnnotateLib.data.dataset import CropCache, CropDataset, DatasetFolder
 
     ds = DatasetFolder.load(dataset_dir)
     cache = CropCache(ds, tmp_path / "crops", padding_mm=20.0, spacing_mm=4.0)
@@ -363,7 +363,7 @@ def panel_logic(monkeypatch):
     import types
 
     import slicer
-    from WeakAnnotateLib.slicer_runtime import get_runtime
+    from WeakAnnotateLib.scene.slicer_runtime import get_runtime
 
     rt = get_runtime()
     slm = types.ModuleType("slicer.ScriptedLoadableModule")
@@ -390,10 +390,10 @@ def panel_logic(monkeypatch):
 def test_panel_logic_spec_plot_models_and_apply(panel_logic, trained, dataset_dir):
     from types import SimpleNamespace
 
-    from WeakAnnotateLib.cases import find_case
-    from WeakAnnotateLib.image_io import read_image
-    from WeakAnnotateLib.mrml_adapter import add_volume_node, segment_ids
-    from WeakAnnotateLib.training.job_spec import spec_from_dict
+    from WeakAnnotateLib.files.cases import find_case
+    from WeakAnnotateLib.files.image_io import read_image
+    from WeakAnnotateLib.jobs.spec import spec_from_dict
+    from WeakAnnotateLib.scene.mrml_adapter import add_volume_node, segment_ids
 
     logic, rt = panel_logic
     p = SimpleNamespace(

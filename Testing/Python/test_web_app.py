@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from WeakAnnotateLib.commands.serve import is_loopback
-from WeakAnnotateLib.errors import InputError
+from WeakAnnotateLib.core.errors import InputError
+from WeakAnnotateWeb.serve_command import is_loopback
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -85,14 +85,14 @@ def test_workspace_keeps_names_inside(tmp_path: Path) -> None:
 
 
 def test_serve_rejects_missing_catalogue(tmp_path: Path) -> None:
-    from WeakAnnotateLib.cli import main
+    from WeakAnnotateLib.cli.main import main
 
     assert main(["serve", "--data", str(tmp_path), "--port", "0"]) == 2
 
 
 def test_serve_warns_off_loopback(monkeypatch: pytest.MonkeyPatch, capsys: Any, data_dir: Path) -> None:
     import WeakAnnotateWeb.app as web
-    from WeakAnnotateLib.cli import main
+    from WeakAnnotateLib.cli.main import main
 
     def stop(*_: Any, **__: Any) -> None:
         raise InputError("stopped before listening")
@@ -121,7 +121,7 @@ def _serve(data_dir: Path, base: Path, case_id: str, *extra: str) -> Iterator[di
     port = _free_port()
     log = open(base / "server.log", "w")  # noqa: SIM115 - closed after the process ends
     env = {**os.environ, "WEAKANNOTATE_DATA": str(data_dir)}
-    cmd = [sys.executable, "-m", "WeakAnnotateLib.cli", "serve", "--data", str(data_dir), "--work", str(work)]
+    cmd = [sys.executable, "-m", "WeakAnnotateLib.cli.main", "serve", "--data", str(data_dir), "--work", str(work)]
     proc = subprocess.Popen(
         [*cmd, "--port", str(port), "--case", case_id, *extra], stdout=log, stderr=subprocess.STDOUT, cwd=base, env=env
     )
@@ -249,10 +249,10 @@ def _drag_ras(page: Any, start: np.ndarray, end: np.ndarray) -> None:
 @pytest.fixture(scope="module")
 def reference(case_by_id: Any) -> dict[str, Any]:
     """The case's reference mask, its six simulated extreme points, and the Dice those give in-process now."""
-    from WeakAnnotateLib.extreme_points import segment_extreme_points
-    from WeakAnnotateLib.image_io import read_image, read_mask
-    from WeakAnnotateLib.metrics import dice
-    from WeakAnnotateLib.simulate import extreme_points
+    from WeakAnnotateLib.evaluation.metrics import dice
+    from WeakAnnotateLib.evaluation.simulate import extreme_points
+    from WeakAnnotateLib.files.image_io import read_image, read_mask
+    from WeakAnnotateLib.methods.extreme_points.segmenter import segment_extreme_points
 
     case = case_by_id(CASE_ID)
     image = read_image(case.image)
@@ -273,10 +273,10 @@ def test_page_shows_case_views_and_presets(page: Any) -> None:
 
 @browser_needed
 def test_six_clicks_segment_seventh_undo_save(page: Any, server: dict[str, Any], reference: dict[str, Any]) -> None:
-    from WeakAnnotateLib.markups_io import read_points
-    from WeakAnnotateLib.metrics import dice
-    from WeakAnnotateLib.segmentation_io import labelmap_from_segmentation, read_segmentation
-    from WeakAnnotateLib.slicer_runtime import new_headless_runtime
+    from WeakAnnotateLib.evaluation.metrics import dice
+    from WeakAnnotateLib.scene.markups_io import read_points
+    from WeakAnnotateLib.scene.segmentation_io import labelmap_from_segmentation, read_segmentation
+    from WeakAnnotateLib.scene.slicer_runtime import new_headless_runtime
 
     geometry = reference["image"].geometry
     page.click("#place-points")
@@ -349,12 +349,12 @@ SURFACE_DICE_FLOOR = 0.88
 @browser_needed
 def test_surface_points_fit_move_refit_save(page: Any, server: dict[str, Any], reference: dict[str, Any]) -> None:
     """Surface mode: 4 points → the logic's error; 12 points → Fit template; drag one, fit again; save."""
-    from WeakAnnotateLib.active_surface import ActiveSurface
-    from WeakAnnotateLib.markups_io import read_points
-    from WeakAnnotateLib.metrics import dice
-    from WeakAnnotateLib.segmentation_io import labelmap_from_segmentation, read_segmentation
-    from WeakAnnotateLib.simulate import surface_points
-    from WeakAnnotateLib.slicer_runtime import new_headless_runtime
+    from WeakAnnotateLib.evaluation.metrics import dice
+    from WeakAnnotateLib.evaluation.simulate import surface_points
+    from WeakAnnotateLib.methods.surface_template.active_surface import ActiveSurface
+    from WeakAnnotateLib.scene.markups_io import read_points
+    from WeakAnnotateLib.scene.segmentation_io import labelmap_from_segmentation, read_segmentation
+    from WeakAnnotateLib.scene.slicer_runtime import new_headless_runtime
 
     geometry = reference["image"].geometry
     points = surface_points(reference["mask"], geometry, SURFACE_POINTS)
@@ -422,7 +422,7 @@ def test_surface_points_fit_move_refit_save(page: Any, server: dict[str, Any], r
 @browser_needed
 def test_box_two_corners_make_box_save(page: Any, server: dict[str, Any], reference: dict[str, Any]) -> None:
     """Box mode: two corner clicks on different axial slices → an ROI and its voxels as a segment; save."""
-    from WeakAnnotateLib.markups_io import read_box
+    from WeakAnnotateLib.scene.markups_io import read_box
 
     geometry = reference["image"].geometry
     index = np.argwhere(reference["mask"])  # corners at voxel centres 2 voxels outside the object
@@ -505,7 +505,7 @@ BOX_CASE = "brats_brats_2013_pat0003_1_Flair"  # held out from the classifier's 
 
 def test_serve_box_model_missing_exits_2_with_one_line(data_dir: Path, tmp_path: Path) -> None:
     """A missing folder: the real process exits 2 with one line naming the option and the path, before listening."""
-    cmd = [sys.executable, "-m", "WeakAnnotateLib.cli", "serve", "--data", str(data_dir), "--port", "0"]
+    cmd = [sys.executable, "-m", "WeakAnnotateLib.cli.main", "serve", "--data", str(data_dir), "--port", "0"]
     done = subprocess.run(
         [*cmd, "--box-model", "/nonexistent", "--work", str(tmp_path / "work")],
         capture_output=True,
@@ -521,7 +521,7 @@ def test_serve_box_model_missing_exits_2_with_one_line(data_dir: Path, tmp_path:
 
 @pytest.mark.parametrize("kind", ["weights_only", "other_method"])
 def test_serve_box_model_invalid_exits_2(capsys: Any, data_dir: Path, tmp_path: Path, kind: str) -> None:
-    from WeakAnnotateLib.cli import main
+    from WeakAnnotateLib.cli.main import main
 
     (tmp_path / "model.pt").write_bytes(b"")
     if kind == "other_method":
@@ -537,7 +537,7 @@ def box_model(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny box-correction classifier, trained as test_box_correction's ``trained`` (three BraTS crops, p = 16)
     but for 2 epochs on fewer patches."""
     from test_box_correction import TRAIN, _crop, _dataset, _job
-    from WeakAnnotateLib.cli import main
+    from WeakAnnotateLib.cli.main import main
 
     tmp = tmp_path_factory.mktemp("web_box_model")
     crops = {f"{p}_{s}": _crop(data_dir, p, s, tmp) for p, s in TRAIN}
@@ -580,13 +580,13 @@ def test_box_correction_raw_and_corrected_segments_save_json(
 ) -> None:
     """Box mode with --box-model: 'Correct boxes' without a box is refused; after two corners and Make box it
     adds '<name> raw boxes' and '<name> corrected'; Save also writes <name>_slice_boxes.json."""
-    from WeakAnnotateLib.box_correction import read_slice_boxes
-    from WeakAnnotateLib.image_io import read_image, read_mask
-    from WeakAnnotateLib.markups_io import read_box
-    from WeakAnnotateLib.mrml_adapter import segment_mask
-    from WeakAnnotateLib.segmentation_io import read_segmentation
-    from WeakAnnotateLib.simulate import box_index_bounds
-    from WeakAnnotateLib.slicer_runtime import new_headless_runtime
+    from WeakAnnotateLib.evaluation.simulate import box_index_bounds
+    from WeakAnnotateLib.files.image_io import read_image, read_mask
+    from WeakAnnotateLib.methods.box_correction.classifier import read_slice_boxes
+    from WeakAnnotateLib.scene.markups_io import read_box
+    from WeakAnnotateLib.scene.mrml_adapter import segment_mask
+    from WeakAnnotateLib.scene.segmentation_io import read_segmentation
+    from WeakAnnotateLib.scene.slicer_runtime import new_headless_runtime
 
     page = box_page
     case = case_by_id(BOX_CASE)

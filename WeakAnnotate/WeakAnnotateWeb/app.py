@@ -4,7 +4,7 @@ Only a face: it gathers input (the case, clicks in the slice views, button press
 (``image_io``, ``mrml_adapter``, ``extreme_points.segment_from_nodes``,
 ``surface_template.surface_template_from_nodes``, ``markups_io.check_box``, ``simulate.box_mask``,
 ``segmentation_io``, ``box_correction.apply_to_nodes``) and shows the result. Errors from the logic are
-:class:`~WeakAnnotateLib.errors.InputError`; their message is shown in the page as is.
+:class:`~WeakAnnotateLib.core.errors.InputError`; their message is shown in the page as is.
 
 Threading: trame runs one asyncio event loop, and VTK/MRML calls hold the GIL. Loading a case, the
 extreme-points segmentation and the template fit run in that loop; they take ~0.1-0.6 s on the cropped
@@ -35,15 +35,17 @@ from trame_slicer.core import LayoutManager, SlicerApp
 from trame_slicer.rca_view import register_rca_factories
 from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
 from vtkmodules.vtkCommonCore import vtkCommand, vtkObject
-from WeakAnnotateLib.active_surface import MIN_POINTS
-from WeakAnnotateLib.atomic_files import atomic_output
-from WeakAnnotateLib.cases import Case
-from WeakAnnotateLib.colors import segment_color
-from WeakAnnotateLib.errors import InputError
-from WeakAnnotateLib.extreme_points import segment_from_nodes
-from WeakAnnotateLib.image_io import read_image
-from WeakAnnotateLib.markups_io import check_box, check_point_count
-from WeakAnnotateLib.mrml_adapter import (
+from WeakAnnotateLib.core.atomic_files import atomic_output
+from WeakAnnotateLib.core.colors import segment_color
+from WeakAnnotateLib.core.errors import InputError
+from WeakAnnotateLib.evaluation.simulate import box_mask
+from WeakAnnotateLib.files.cases import Case
+from WeakAnnotateLib.files.image_io import read_image
+from WeakAnnotateLib.methods.extreme_points.segmenter import segment_from_nodes
+from WeakAnnotateLib.methods.surface_template.active_surface import MIN_POINTS
+from WeakAnnotateLib.methods.surface_template.nodes import surface_template_from_nodes
+from WeakAnnotateLib.scene.markups_io import check_box, check_point_count
+from WeakAnnotateLib.scene.mrml_adapter import (
     Box,
     add_roi_node,
     add_segmentation_node,
@@ -55,10 +57,8 @@ from WeakAnnotateLib.mrml_adapter import (
     set_segment_mask,
     write_node_file,
 )
-from WeakAnnotateLib.segmentation_io import write_segmentation
-from WeakAnnotateLib.simulate import box_mask
-from WeakAnnotateLib.slicer_runtime import SlicerRuntime
-from WeakAnnotateLib.surface_template import surface_template_from_nodes
+from WeakAnnotateLib.scene.segmentation_io import write_segmentation
+from WeakAnnotateLib.scene.slicer_runtime import SlicerRuntime
 
 from .presets import PRESETS, default_preset, preset
 from .training_panel import TrainingPanel
@@ -735,7 +735,7 @@ class WeakAnnotateWebApp:
                 self.state.busy = False
 
     def show_box_correction(self) -> None:
-        from WeakAnnotateLib.box_correction import apply_to_nodes, modality_warnings
+        from WeakAnnotateLib.methods.box_correction.classifier import apply_to_nodes, modality_warnings
 
         name = self.state.segment_name or "object"
         box = box_of_node(self.roi_node)
@@ -830,7 +830,7 @@ def create_app(
     """Build the app for a dataset folder; without a catalogue the page says how to point it at data.
     ``box_model`` (a loaded ``BoxCorrectionModel``) enables 'Correct boxes' in box mode."""
     from trame.app import get_server
-    from WeakAnnotateLib.cases import load_cases
+    from WeakAnnotateLib.files.cases import load_cases
 
     try:
         cases, message = load_cases(data_dir), ""
@@ -849,7 +849,7 @@ def create_app(
     )
     if case_id is not None:
         if case_id not in app.cases:
-            from WeakAnnotateLib.cases import find_case
+            from WeakAnnotateLib.files.cases import find_case
 
             find_case(case_id, data_dir)  # raises the catalogue's own message, with suggestions
         app.open_case(app.cases[case_id])

@@ -2,7 +2,7 @@
 
 Nothing here blocks the event loop for long: the dataset is built and the model applied in a worker thread
 (``asyncio.to_thread``; numpy and torch release the GIL), the job runs in its own process
-(:class:`~WeakAnnotateLib.training.job_runner.TrainingJob`) and is watched by an asyncio task that calls
+(:class:`~WeakAnnotateLib.jobs.runner.TrainingJob`) and is watched by an asyncio task that calls
 ``TrainingJob.poll`` (reads only what is new in ``progress.jsonl``) every :data:`POLL_S` seconds. Only writing
 the predicted mask into the segmentation node runs in the loop (MRML is not thread-safe).
 
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from WeakAnnotateLib.errors import InputError
+from WeakAnnotateLib.core.errors import InputError
 
 from .workspace import safe_name
 
@@ -130,7 +130,7 @@ class TrainingPanel:
 
     def _dataset(self, ids: list[str]) -> Path:
         """``training/datasets/<ids>``: made once with simulated extreme points (worker thread), then reused."""
-        from WeakAnnotateLib.dataset import MANIFEST, create_from_cases
+        from WeakAnnotateLib.data.dataset import MANIFEST, create_from_cases
 
         folder = self._inside("datasets", "-".join(ids))
         if not (folder / MANIFEST).is_file():
@@ -140,7 +140,7 @@ class TrainingPanel:
     # --- actions ---
 
     async def start(self) -> None:
-        from WeakAnnotateLib.training.job_runner import TrainingJob
+        from WeakAnnotateLib.jobs.runner import TrainingJob
 
         if self.app.case is None or self.state.train_running or self.state.train_busy:
             return  # (a cancelled worker may still be exiting: that does not block a new job in a new folder)
@@ -247,9 +247,9 @@ class TrainingPanel:
 
     async def apply(self) -> None:
         """Predict with the last finished model on the open case (worker thread); the mask becomes a segment."""
-        from WeakAnnotateLib.colors import segment_color
-        from WeakAnnotateLib.mrml_adapter import image_of_node, points_of_node, set_segment_mask
-        from WeakAnnotateLib.prediction import load_model, predict_image
+        from WeakAnnotateLib.core.colors import segment_color
+        from WeakAnnotateLib.networks.prediction import load_model, predict_image
+        from WeakAnnotateLib.scene.mrml_adapter import image_of_node, points_of_node, set_segment_mask
 
         app = self.app
         if app.case is None or self.model_path is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from WeakAnnotateLib.errors import InputError
+from WeakAnnotateLib.core.errors import InputError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 MAX_NAME = 80

@@ -13,18 +13,23 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic_files import atomic_output
+from ..core.atomic_files import atomic_output
 from .job_spec import JobSpec
 
 
 class TrainingMethod:
     name = ""
     target = "reference"
+    target_name = "reference mask"  # what the cases' targets are, as model.json records it
     points_channel = False
+    sigma_mm = 0.0  # the points channel's Gaussians (extreme_point_network)
     max_rounds = 1
+    convergence = 0.0  # rounds stop when the mean change between rounds is below this
+    round_details: dict[str, Any] = {}  # added to every "round" progress line
 
     def __init__(self, spec: JobSpec, cache: Any, split: dict[str, list[str]], output: Path) -> None:
         self.spec = spec
+        self.options = spec.options  # the method's section of the spec (its descriptor's dataclass)
         self.cache = cache
         self.split = split
         self.output = output

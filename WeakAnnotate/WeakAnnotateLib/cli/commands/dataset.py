@@ -1,0 +1,45 @@
+"""``weakannotate dataset``: build, list and pseudo-label a dataset folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+NAME = "dataset"
+HELP = "Dataset folders: create (from catalogue cases, simulated clicks), list, pseudo-label."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    c = sub.add_parser("create", help="a dataset of catalogue cases with simulated extreme points")
+    c.add_argument("--from-cases", nargs="+", required=True, metavar="ID", help="case ids from cases.json")
+    c.add_argument("--output", required=True, help="new dataset folder")
+    c.add_argument("--data", help="folder of cases.json (default: ../shared/data or $WEAKANNOTATE_DATA)")
+    c.add_argument("--label", type=int, help="object = this label value (default: every nonzero voxel)")
+    c.add_argument("--jitter-mm", type=float, default=0.0, help="move each simulated click up to this far")
+    c.add_argument("--seed", type=int, default=0)
+    ls = sub.add_parser("list", help="cases, their state and annotation effort")
+    ls.add_argument("folder")
+    pl = sub.add_parser("pseudo-label", help="random-walker pseudo-label of every case with extreme points")
+    pl.add_argument("folder")
+    pl.add_argument("--overwrite", action="store_true", help="recompute existing pseudo-labels")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ...data.dataset import DatasetFolder, create_from_cases, pseudo_label_dataset
+
+    if args.action == "create":
+        ds = create_from_cases(
+            args.output, args.from_cases, data_dir=args.data, label=args.label, jitter_mm=args.jitter_mm, seed=args.seed
+        )
+        print(json.dumps({"dataset": str(ds.root), "cases": [c.id for c in ds.cases]}))
+        return 0
+    ds = DatasetFolder.load(args.folder)
+    if args.action == "list":
+        for row in ds.summary():
+            print(json.dumps(row))
+        return 0
+    results = pseudo_label_dataset(
+        ds, overwrite=args.overwrite, progress=lambda row: print(json.dumps(row), flush=True)
+    )
+    return 1 if any(r["status"] == "failed" for r in results) else 0

@@ -1,0 +1,39 @@
+"""``weakannotate train --job JOB.json``: run a training job in the foreground, progress as JSON lines."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+from ...jobs.spec import load_any, validate_any
+from ...jobs.worker import main as worker_main
+
+NAME = "train"
+HELP = "Train a network from a job spec (JSON); progress as JSON lines; --resume, --nproc N for DDP."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--job", required=True, help="job spec (see docs/training.md; methods: weakannotate methods)")
+    p.add_argument("--resume", action="store_true", help="continue from the job's last checkpoint")
+    p.add_argument("--nproc", type=int, default=1, help="processes (GPUs) for DDP through torchrun (default 1)")
+
+
+def run(args: argparse.Namespace) -> int:
+    # Rejected before anything starts, with the field named (InputError → exit status 2).
+    validate_any(load_any(args.job), resume=args.resume)
+    worker_args = [args.job] + (["--resume"] if args.resume else [])
+    if args.nproc > 1:
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={args.nproc}",
+            "-m",
+            "WeakAnnotateLib.jobs.worker",
+            *worker_args,
+        ]
+        return subprocess.call(cmd, env=dict(os.environ))
+    return worker_main(worker_args)

@@ -1,1 +1,0 @@
-"""Sub-commands of ``weakannotate`` (see ``cli.py``)."""

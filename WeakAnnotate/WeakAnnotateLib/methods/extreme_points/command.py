@@ -1,0 +1,79 @@
+"""``weakannotate extreme-points``: six clicks (a ``.mrk.json`` point list) → a 0/1 mask on the image's grid."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ...core.atomic_files import atomic_output, full_suffix
+from ...core.errors import InputError
+from ...files.image_io import IMAGE_SUFFIXES, read_image, write_image
+from ...scene.markups_io import read_points
+from .segmenter import ExtremePointParams, segment_extreme_points
+
+NAME = "extreme-points"
+HELP = "Segment an object from its six extreme points (geodesic scribbles + random walker); writes a 0/1 mask."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = ExtremePointParams()
+    p.add_argument("--image", required=True, help="3D image (NIfTI/NRRD/MHA or a DICOM folder)")
+    p.add_argument("--points", required=True, help="six extreme points as a Slicer point list (.mrk.json)")
+    p.add_argument("--output", required=True, help="mask to write (.nii.gz/.nrrd/.mha), uint8 0/1 on the image grid")
+    p.add_argument("--probability", help="also write the foreground probability (float32, image grid)")
+    p.add_argument("--beta", type=float, default=d.beta, help=f"random walker edge sharpness (default {d.beta})")
+    p.add_argument("--padding-mm", type=float, default=d.padding_mm, help=f"box padding (default {d.padding_mm})")
+    p.add_argument("--json", action="store_true", help="print timings and seed counts as JSON")
+
+
+def _check_output(path: str) -> None:
+    if full_suffix(path) not in IMAGE_SUFFIXES or full_suffix(path) == ".dcm":
+        raise InputError(f"Cannot write {path}: use .nii.gz, .nii, .nrrd or .mha.")
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise InputError(f"Output folder {parent} does not exist; create it first.")
+
+
+def run(args: argparse.Namespace) -> int:
+    for out in [args.output] + ([args.probability] if args.probability else []):
+        _check_output(out)
+    if args.probability and Path(args.probability).resolve() == Path(args.output).resolve():
+        raise InputError("--probability and --output name the same file; give two different names.")
+    image = read_image(args.image)
+    points, _labels = read_points(args.points, count=6, geometry=image.geometry, what="extreme points")
+    params = ExtremePointParams(beta=args.beta, padding_mm=args.padding_mm)
+    result = segment_extreme_points(image.array, image.geometry, points, params)
+    mask = result.mask.astype(np.uint8)
+    if args.probability:
+        # Both files or neither: the probability is written to a temporary name, then the mask (atomic), and
+        # the probability is moved into place last; if that move fails the mask is removed again.
+        mask_written = False
+        try:
+            with atomic_output(args.probability) as tmp_prob:
+                write_image(tmp_prob, result.full_probability(image.geometry.shape), image.geometry)
+                write_image(args.output, mask, image.geometry)
+                mask_written = True
+        except BaseException:
+            if mask_written:
+                with contextlib.suppress(FileNotFoundError):
+                    Path(args.output).unlink()
+            raise
+    else:
+        write_image(args.output, mask, image.geometry)
+    summary = {
+        "output": str(args.output),
+        "probability": str(args.probability) if args.probability else None,
+        "voxels": int(mask.sum()),
+        "volume_ml": float(mask.sum() * np.prod(image.geometry.spacing) / 1000.0),
+        **{k: v for k, v in result.diagnostics.items() if k != "params"},
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        t = result.diagnostics["timings_s"]["total"]
+        print(f"Wrote {args.output}: {summary['voxels']} voxels ({summary['volume_ml']:.1f} ml) in {t:.2f} s.")
+    return 0
