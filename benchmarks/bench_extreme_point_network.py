@@ -114,7 +114,8 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from WeakAnnotateLib.data.dataset import DatasetFolder, create_from_cases, pseudo_label_dataset
+    from WeakAnnotateLib.data.dataset import DatasetFolder, create_from_cases
+    from WeakAnnotateLib.jobs.pseudo_labels import pseudo_label_dataset
 
     work = Path(args.output) if args.output else Path(tempfile.mkdtemp(prefix="bench_epn_"))
     if work.exists() and any(work.iterdir()):

@@ -307,7 +307,8 @@ def test_refinement_fills_the_uncertain_band_with_the_random_walker():
 
 
 def test_batch_pseudo_labelling_reports_progress_and_updates_the_manifest(tmp_path, dataset_dir):
-    from WeakAnnotateLib.data.dataset import DatasetFolder, pseudo_label_dataset
+    from WeakAnnotateLib.data.dataset import DatasetFolder
+    from WeakAnnotateLib.jobs.pseudo_labels import pseudo_label_dataset
 
     ds = DatasetFolder.load(dataset_dir)
     ds.root = tmp_path / "copy"

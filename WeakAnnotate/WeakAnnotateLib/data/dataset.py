@@ -18,8 +18,7 @@ No torch import at module level: listing a dataset or pseudo-labelling it must n
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ import numpy as np
 from ..core.atomic_files import atomic_output
 from ..core.errors import InputError
 from ..core.geometry import Geometry
-from ..files.image_io import Image, read_image, select_label, write_image
+from ..files.image_io import Image, read_image, select_label
 
 MANIFEST = "dataset.json"
 ANNOTATION_KINDS = ("extreme_points", "box", "surface_points")
@@ -511,51 +510,3 @@ def create_from_cases(
         )
     ds.save()
     return ds
-
-
-ProgressCallback = Callable[[dict[str, Any]], None]
-
-
-def pseudo_label_dataset(
-    dataset: DatasetFolder,
-    *,
-    params: Any = None,
-    overwrite: bool = False,
-    progress: ProgressCallback | None = None,
-) -> list[dict[str, Any]]:
-    """Random-walker pseudo-label (paper steps 1–2) of every case with extreme points; manifest saved per case.
-
-    A case that fails (bad clicks, unreadable image) is reported in its result row and skipped, so one bad
-    case does not cost the rest of the batch. ``progress`` gets one dict per case (index, total, case, status,
-    seconds, and Dice against the reference when there is one).
-    """
-    from ..evaluation.metrics import dice
-    from ..methods.extreme_points.segmenter import segment_extreme_points
-
-    todo = [c for c in dataset.cases if c.annotations.get("extreme_points")]
-    results = []
-    (dataset.root / "pseudo_labels").mkdir(parents=True, exist_ok=True)
-    for n, entry in enumerate(todo):
-        t0 = time.perf_counter()
-        row: dict[str, Any] = {"event": "pseudo_label", "index": n + 1, "total": len(todo), "case": entry.id}
-        out = dataset.root / "pseudo_labels" / f"{entry.id}.nii.gz"
-        if out.is_file() and not overwrite and entry.pseudo_label:
-            row["status"] = "exists"
-        else:
-            try:
-                image = read_image(dataset.path(entry.image), what=f"image of case {entry.id!r}")
-                points = read_extreme_points(dataset.path(entry.annotations["extreme_points"]), image.geometry)
-                result = segment_extreme_points(image.array, image.geometry, points, params)
-                write_image(out, result.mask.astype(np.uint8), image.geometry)
-                entry.pseudo_label = dataset.stored(out)
-                dataset.save()
-                row["status"] = "done"
-                if entry.reference:
-                    row["dice_vs_reference"] = dice(read_reference(dataset, entry, image.geometry), result.mask)
-            except InputError as e:
-                row.update(status="failed", error=str(e))
-        row["seconds"] = time.perf_counter() - t0
-        results.append(row)
-        if progress is not None:
-            progress(row)
-    return results

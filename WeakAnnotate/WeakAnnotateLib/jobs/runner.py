@@ -80,7 +80,8 @@ class TrainingJob:
 
     # -- control --
     def command(self, resume: bool = False) -> list[str]:
-        worker = ["-m", "WeakAnnotateLib.jobs.worker", str(self.spec_path)] + (["--resume"] if resume else [])
+        module = getattr(self.spec, "worker_module", "WeakAnnotateLib.jobs.worker")  # pseudo-labels: their own
+        worker = ["-m", module, str(self.spec_path)] + (["--resume"] if resume else [])
         if self.nproc > 1:
             return [
                 self.python,

@@ -24,6 +24,7 @@ from ..core.errors import InputError
 from ..methods import registry
 from ..methods.base import TrainingMethodInfo, check_option_values
 from ..training.job_spec import JobSpec, checked_fields, validate_common
+from .pseudo_labels import PseudoLabelSpec, is_pseudo_label_spec
 
 COMMON_FIELDS = tuple(f.name for f in fields(JobSpec) if f.name not in ("options", "spec_path"))
 
@@ -138,7 +139,10 @@ def network_of(spec: JobSpec) -> str:
 
 
 def load_any(path: str | Path) -> Any:
-    """A job spec of any method: a :class:`JobSpec`, or a standalone method's own spec (box_patch_classifier)."""
+    """A job spec of any kind: a :class:`JobSpec`, a standalone method's own spec (box_patch_classifier), or a
+    pseudo-labelling job's."""
+    if is_pseudo_label_spec(read_json(path)):
+        return PseudoLabelSpec.load(path)
     info = standalone_method(path)
     return info.standalone_spec.load(path) if info is not None else load_spec(path)
 

@@ -163,6 +163,8 @@ class AnnotationMethod:
     help: str
     simulate: str = ""  # "module:function" that simulates the annotation from a reference mask
     pseudo_label: str = ""  # "module:function" that makes the in-process pseudo-label ("" = none)
+    # "module:function(image, annotation_path) -> mask": the pseudo-label of a dataset case ("" = none)
+    label_case: str = ""
     training_methods: tuple[TrainingMethodInfo, ...] = ()
     module: str = ""  # the Slicer module (desktop face) that holds its panel ("" = the hub's)
     command: str = ""  # "module" of its CLI sub-command ("" = none)
@@ -177,6 +179,7 @@ class AnnotationMethod:
             "help": self.help,
             "simulate": self.simulate,
             "pseudo_label": self.pseudo_label,
+            "labels_datasets": bool(self.label_case),
             "module": self.module,
             "web_mode": self.web_mode,
             "training_methods": [t.name for t in self.training_methods],

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ...methods import registry
+
 NAME = "dataset"
 HELP = "Dataset folders: create (from catalogue cases, simulated clicks), list, pseudo-label."
 
@@ -20,13 +22,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--seed", type=int, default=0)
     ls = sub.add_parser("list", help="cases, their state and annotation effort")
     ls.add_argument("folder")
-    pl = sub.add_parser("pseudo-label", help="random-walker pseudo-label of every case with extreme points")
+    able = [m.name for m in registry.annotation_methods() if m.label_case]
+    pl = sub.add_parser("pseudo-label", help="pseudo-label every case from its marks (default: extreme points)")
     pl.add_argument("folder")
+    pl.add_argument("--method", choices=able, default=able[0], help=f"annotation method (default {able[0]})")
     pl.add_argument("--overwrite", action="store_true", help="recompute existing pseudo-labels")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ...data.dataset import DatasetFolder, create_from_cases, pseudo_label_dataset
+    from ...data.dataset import DatasetFolder, create_from_cases
+    from ...jobs.pseudo_labels import pseudo_label_dataset
 
     if args.action == "create":
         ds = create_from_cases(
@@ -40,6 +45,6 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(row))
         return 0
     results = pseudo_label_dataset(
-        ds, overwrite=args.overwrite, progress=lambda row: print(json.dumps(row), flush=True)
+        ds, method=args.method, overwrite=args.overwrite, progress=lambda row: print(json.dumps(row), flush=True)
     )
     return 1 if any(r["status"] == "failed" for r in results) else 0

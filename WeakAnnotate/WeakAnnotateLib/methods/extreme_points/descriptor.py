@@ -48,6 +48,7 @@ METHOD = AnnotationMethod(
     help="Six clicks, one at each end of the object along each axis; geodesic scribbles and a random walker.",
     simulate="WeakAnnotateLib.evaluation.simulate:extreme_points",
     pseudo_label="WeakAnnotateLib.methods.extreme_points.segmenter:segment_extreme_points",
+    label_case="WeakAnnotateLib.methods.extreme_points.segmenter:label_case",
     training_methods=(EXTREME_POINT_NETWORK,),
     module="ExtremePointSeg",
     command="WeakAnnotateLib.methods.extreme_points.command",

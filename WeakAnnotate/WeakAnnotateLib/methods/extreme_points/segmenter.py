@@ -32,6 +32,7 @@ import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,8 @@ from skimage.draw import line_nd
 
 from ...core.errors import InputError
 from ...core.geometry import Geometry
+from ...data.dataset import read_extreme_points
+from ...files.image_io import Image
 from .geodesic import path_cost, shortest_path, subsampled_percentile
 from .random_walker import BACKGROUND, FOREGROUND, UNKNOWN, random_walker
 
@@ -471,6 +474,12 @@ def segment_extreme_points(
 ) -> ExtremePointResult:
     """One-shot segmentation from six extreme points (RAS mm) on an image (array [k, j, i] + geometry)."""
     return ExtremePointSegmenter(array, geometry, params).segment(points_ras)
+
+
+def label_case(image: Image, annotation_path: str | Path, params: ExtremePointParams | None = None) -> np.ndarray:
+    """The pseudo-label of one dataset case: its six clicks (a ``.mrk.json``) → a 0/1 mask on the image grid."""
+    points = read_extreme_points(annotation_path, image.geometry)
+    return segment_extreme_points(image.array, image.geometry, points, params).mask
 
 
 def scribble_inside_fraction(result: ExtremePointResult, reference: np.ndarray) -> dict[str, float]:

@@ -55,6 +55,7 @@ METHOD = AnnotationMethod(
     help="25–250 points on the object's surface; a sphere deformed through them in real time.",
     simulate="WeakAnnotateLib.evaluation.simulate:surface_points",
     pseudo_label="WeakAnnotateLib.methods.surface_template.active_surface:fit_surface",
+    label_case="WeakAnnotateLib.methods.surface_template.nodes:label_case",
     training_methods=(WEAK_NET,),
     module="SurfaceTemplate",
     command="WeakAnnotateLib.methods.surface_template.command",

@@ -11,12 +11,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ...core.errors import InputError
-from .active_surface import ActiveSurface, SurfaceParams
+from ...files.image_io import Image
+from ...scene.markups_io import read_points
+from .active_surface import MIN_POINTS, ActiveSurface, SurfaceParams
 
 POINTS_TAG = "WeakAnnotate.SurfacePoints"
 EFFORT_CLICKS_TAG = "WeakAnnotate.EffortClicks"
@@ -102,3 +105,12 @@ def surface_template_from_nodes(
                 segmentation.RemoveSegment(segment_id)
             raise
     return segment_id, surface
+
+
+def label_case(image: Image, annotation_path: str | Path, params: SurfaceParams | None = None) -> np.ndarray:
+    """The pseudo-label of one dataset case: its surface points (a ``.mrk.json``) → the rasterised template."""
+    points, _ = read_points(annotation_path, min_count=MIN_POINTS, geometry=image.geometry, what="surface points")
+    mask = ActiveSurface(points, geometry=image.geometry, params=params).rasterize(image.geometry)
+    if not mask.any():
+        raise InputError("The fitted surface contains no voxel centre of the image; place points on the object.")
+    return mask
