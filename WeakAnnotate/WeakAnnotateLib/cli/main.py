@@ -1,8 +1,13 @@
-"""The ``weakannotate`` command: one sub-command per module in ``commands/``.
+"""The ``weakannotate`` command: the generic sub-commands in ``cli/commands/``, each method's own command (its
+descriptor's ``command``), and commands other installed packages declare (the web app's ``serve``).
 
 Every sub-command module has ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
 Bad input raises :class:`~WeakAnnotateLib.core.errors.InputError`; it is printed as one line and the command
 exits with status 2, having written nothing.
+
+Why an entry-point group for ``serve``: the web face is a separate package above the logic layer; it declares
+its command in ``pyproject.toml`` (``[project.entry-points."weakannotate.commands"]``) and the logic layer
+never imports it.
 """
 
 from __future__ import annotations
@@ -11,16 +16,21 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 
 from ..core.errors import InputError
+from ..methods import registry
 
-COMMAND_MODULES = (
-    "WeakAnnotateLib.cli.commands.evaluate", "WeakAnnotateLib.cli.commands.simulate",
-    "WeakAnnotateLib.cli.commands.demo",
-    "WeakAnnotateLib.methods.extreme_points.command", "WeakAnnotateLib.cli.commands.dataset",
-    "WeakAnnotateLib.cli.commands.train", "WeakAnnotateLib.cli.commands.predict", "WeakAnnotateWeb.serve_command",
-    "WeakAnnotateLib.methods.surface_template.command", "WeakAnnotateLib.methods.box_correction.command",
-)  # fmt: skip
+GENERIC_COMMANDS = ("evaluate", "simulate", "demo", "methods", "dataset", "train", "predict")
+ENTRY_POINT_GROUP = "weakannotate.commands"
+
+
+def command_modules() -> list[str]:
+    """Import paths of every sub-command module: generic, then the methods', then the declared ones."""
+    names = [f"{__package__}.commands.{name}" for name in GENERIC_COMMANDS]
+    names += [m.command for m in registry.annotation_methods() if m.command]
+    names += [ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)]
+    return names
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Weakly supervised 3D segmentation from boxes, extreme points and surface points.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in command_modules():
         module = importlib.import_module(name)
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.add_arguments(p)

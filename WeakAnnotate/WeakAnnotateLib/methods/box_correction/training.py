@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import traceback
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from ...core.errors import InputError
 from ...training.job_spec import checked_fields
 from ...training.progress import EXIT_CANCELLED, EXIT_DONE, EXIT_FAILED, Progress, StopRequest
+from ..base import option
 
 METHOD = "box_patch_classifier"
 RESUME_MESSAGE = "A box_patch_classifier job has no checkpoints to resume (it trains in minutes); start it."
@@ -33,18 +34,19 @@ class BoxJobSpec:
     dataset: str
     output: str
     method: str = METHOD
-    train_cases: list[str] = field(default_factory=list)  # empty: every case with a reference mask
-    patch_size: int = 16
-    axis: int = 0
-    coords: bool = True
-    width: int = 8
-    epochs: int = 8
-    learning_rate: float = 1e-3
-    batch_size: int = 64
-    margin_mm: float = 0.0
-    max_patches_per_volume: int = 6000
-    threshold: float = 0.5
-    seed: int = 0
+    train_cases: list[str] = option([], "Case ids to train on (empty: every case with a reference mask).")
+    patch_size: int = option(16, "p: patch size in pixels (paper: 16 or 32 on 1 mm-ish liver CT).")
+    axis: int = option(0, "Slices along this array axis (0 = k).", choices=(0, 1, 2))
+    coords: bool = option(True, "Position channels beside the intensity (off: the paper's input).")
+    width: int = option(8, "Features of the first convolution block.", minimum=1)
+    epochs: int = option(8, "Epochs (paper: 50 on a GPU).", minimum=1)
+    learning_rate: float = option(1e-3, "Adam's learning rate (paper: 1e-4 for 50 epochs).")
+    batch_size: int = option(64, "Patches per step (paper: 32).", minimum=1)
+    margin_mm: float = option(0.0, "Training boxes: the tight 3D box grown by this, in mm.", minimum=0.0)
+    max_patches_per_volume: int = option(6000, "A random subset of patches per volume bounds an epoch's time.",
+                                         minimum=1)  # fmt: skip
+    threshold: float = option(0.5, "A patch is foreground when its probability exceeds this.")
+    seed: int = option(0, "Random seed.")
     spec_path: str = ""
 
     def resolve(self, path: str) -> Path:
