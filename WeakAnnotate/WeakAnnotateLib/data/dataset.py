@@ -28,7 +28,9 @@ import numpy as np
 from ..core.atomic_files import atomic_output
 from ..core.errors import InputError
 from ..core.geometry import Geometry
-from ..files.image_io import Image, read_image, select_label
+from ..evaluation.simulate import box_index_bounds, extreme_points
+from ..files.cases import find_case
+from ..files.image_io import Image, read_image, read_mask, select_label
 
 MANIFEST = "dataset.json"
 ANNOTATION_KINDS = ("extreme_points", "box", "surface_points")
@@ -168,6 +170,7 @@ class DatasetFolder:
 
 def read_extreme_points(path: str | Path, geometry: Geometry) -> np.ndarray:
     """RAS (6, 3) of an extreme-point file, checked against the image (Slicer's markups reader)."""
+    # why here: reading or listing a dataset (the registry, job specs, panels) must not load the Slicer core
     from ..scene.markups_io import read_points
 
     points, _ = read_points(path, count=6, geometry=geometry, what="extreme points")
@@ -182,6 +185,9 @@ def object_bounds(
     The box comes from the six extreme points, else the box annotation, else the reference mask: the same
     crop a user's clicks would give at prediction time.
     """
+    # why here: reading or listing a dataset (the registry, job specs, panels) must not load the Slicer core
+    from ..scene.markups_io import read_box, read_points
+
     geometry = image.geometry
     ep = entry.annotations.get("extreme_points")
     if ep:
@@ -190,15 +196,10 @@ def object_bounds(
         return index.min(axis=0), index.max(axis=0), points
     bx = entry.annotations.get("box")
     if bx:
-        from ..evaluation.simulate import box_index_bounds
-        from ..scene.markups_io import read_box
-
         lo, hi = box_index_bounds(read_box(dataset.path(bx), geometry=geometry), geometry)
         return lo, hi, None
     sp = entry.annotations.get("surface_points")
     if sp:  # Weak-Net: the points lie on the object's surface, so their box is the object's box
-        from ..scene.markups_io import read_points
-
         surface, _ = read_points(dataset.path(sp), min_count=5, geometry=geometry, what="surface points")
         index = geometry.ras_to_index(surface, what="surface point")
         return index.min(axis=0), index.max(axis=0), None
@@ -210,7 +211,6 @@ def object_bounds(
 
 
 def read_reference(dataset: DatasetFolder, entry: CaseEntry, geometry: Geometry) -> np.ndarray:
-    from ..files.image_io import read_mask
 
     mask = read_mask(dataset.path(entry.reference), label=entry.reference_label, grid=geometry, what="reference")
     if not mask.any():
@@ -478,8 +478,7 @@ def create_from_cases(
     For tests and benchmarks: the annotations a user would give, without a user. Effort records 6 clicks and
     0 s (simulated, not timed).
     """
-    from ..evaluation.simulate import extreme_points
-    from ..files.cases import find_case
+    # why here: reading or listing a dataset (the registry, job specs, panels) must not load the Slicer core
     from ..scene.markups_io import write_points
 
     root = Path(output)

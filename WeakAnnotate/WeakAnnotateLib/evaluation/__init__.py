@@ -1,0 +1,1 @@
+"""Layer 3 — measuring: metrics, annotations simulated from reference masks, overlays, self-test samples."""

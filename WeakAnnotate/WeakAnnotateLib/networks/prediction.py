@@ -18,9 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from ..core.colors import segment_color
 from ..core.errors import InputError
-from ..data.dataset import crop_grid, gaussian_heatmap, normalise_crop, resample
+from ..data.dataset import crop_grid, gaussian_heatmap, normalise_crop, read_extreme_points, resample
 from ..files.image_io import Image, read_image, write_image
+from ..scene.markups_io import read_points
+from ..scene.mrml_adapter import add_segmentation_node, image_of_node, points_of_node, set_segment_mask
 from .build import build_network
 from .model_files import MODEL_FILE, MODEL_INFO, model_paths
 
@@ -123,7 +126,6 @@ def predict_file(
     model_path: str | Path, image_path: str | Path, output: str | Path, points_path: str | Path | None = None
 ) -> dict[str, Any]:
     """Read, predict, write the mask (uint8, on the image's grid) atomically; returns a summary."""
-    from ..data.dataset import read_extreme_points
 
     model = load_model(model_path)
     image = read_image(image_path)
@@ -132,8 +134,6 @@ def predict_file(
         if model.needs_points:
             points = read_extreme_points(points_path, image.geometry)
         else:
-            from ..scene.markups_io import read_points
-
             points, _ = read_points(points_path, min_count=2, geometry=image.geometry)
     mask, _prob = predict_image(model, image, points)
     write_image(output, mask.astype(np.uint8), image.geometry)
@@ -152,8 +152,6 @@ def predict_nodes(
     Everything is computed before the scene is touched (an error leaves the scene as it was). The segment
     takes its colour from :func:`~WeakAnnotateLib.core.colors.segment_color` (anatomy colours by name).
     """
-    from ..core.colors import segment_color
-    from ..scene.mrml_adapter import add_segmentation_node, image_of_node, points_of_node, set_segment_mask
 
     model = load_model(model_path)
     image = image_of_node(volume_node)

@@ -1,1 +1,2 @@
-"""Training in its own process: job specs, the worker, the methods, and a non-blocking job handle for faces."""
+"""Layer 6 — the generic training engine: the job spec's common fields, the method base class, the loop,
+progress lines and exit codes."""

@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 
 from ..core.atomic_files import atomic_output
-from .job_spec import JobSpec
+from ..data.dataset import CropCache, CropDataset, DatasetFolder, object_bounds, read_reference
+from ..evaluation.metrics import dice
+from ..files.image_io import read_image
+from ..networks.build import build_network
+from ..networks.model_files import MODEL_FILE, MODEL_INFO
+from ..networks.prediction import LoadedModel, predict_image, sliding_probability
+from .job_spec import SGD_MOMENTUM, JobSpec
 from .progress import EXIT_CANCELLED, EXIT_DONE, Progress, StopRequest, atomic_json
 
 
@@ -93,7 +99,6 @@ class Trainer:
         method_class: type,
         network: str = "unet_3d",
     ) -> None:
-        from ..data.dataset import CropCache, DatasetFolder
 
         self.spec = spec
         self.split = split
@@ -136,8 +141,6 @@ class Trainer:
         from torch.utils.data import DataLoader
         from torch.utils.data.distributed import DistributedSampler
 
-        from ..data.dataset import CropDataset
-
         ds = CropDataset(
             self.cache,
             self.split["train"],
@@ -170,7 +173,6 @@ class Trainer:
         )
 
     def crop_input(self, case_id: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        from ..data.dataset import CropDataset
 
         ds = CropDataset(
             self.cache,
@@ -185,7 +187,6 @@ class Trainer:
         return x, z.get("reference"), z
 
     def predict_crop(self, net: Any, case_id: str) -> np.ndarray:
-        from ..networks.prediction import sliding_probability
 
         x, _, _ = self.crop_input(case_id)
         net.eval()
@@ -195,7 +196,6 @@ class Trainer:
 
     def validate(self, net: Any) -> dict[str, Any]:
         """Dice of each validation crop against its reference (else its pseudo-label), at P ≥ 0.5."""
-        from ..evaluation.metrics import dice
 
         per_case = {}
         for case_id in self.split["validation"]:
@@ -214,8 +214,6 @@ class Trainer:
         from monai.losses import DiceLoss
         from torch.nn.parallel import DistributedDataParallel
 
-        from ..networks.build import build_network
-
         spec, dist = self.spec, self.dist
         t_start = time.time()
         torch.manual_seed(spec.seed + dist.rank)
@@ -224,8 +222,6 @@ class Trainer:
         if not resume and hasattr(self.method, "initialise"):
             self.method.initialise(net)  # pet_box_mdice_ms: weights of a finished pet_box_dice job
         if spec.optimizer == "sgd":  # the pet_box paper's optimiser (lr 1e-5, momentum 0.9)
-            from .job_spec import SGD_MOMENTUM
-
             optimiser = torch.optim.SGD(net.parameters(), lr=spec.learning_rate, momentum=SGD_MOMENTUM)
         else:
             optimiser = torch.optim.Adam(net.parameters(), lr=spec.learning_rate)
@@ -387,8 +383,6 @@ class Trainer:
         """model.pt then model.json, each atomically: model.json is written last and marks a finished job."""
         import torch
 
-        from ..networks.model_files import MODEL_FILE, MODEL_INFO
-
         last = state["history"][-1] if state["history"] else {}
         val = self.validate(net)
         native = self.validate_native(net)
@@ -434,10 +428,6 @@ class Trainer:
 
     def validate_native(self, net: Any) -> dict[str, Any]:
         """Dice on the original image grid (the number a user cares about) for validation cases with a reference."""
-        from ..data.dataset import object_bounds, read_reference
-        from ..evaluation.metrics import dice
-        from ..files.image_io import read_image
-        from ..networks.prediction import LoadedModel, predict_image
 
         loaded = LoadedModel(net, self.config, {"name": "validation"}, self.output)
         per_case = {}

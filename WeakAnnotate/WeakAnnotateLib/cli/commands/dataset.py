@@ -30,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # why here: `weakannotate --help` imports every command; torch and the Slicer core load only when one runs
     from ...data.dataset import DatasetFolder, create_from_cases
     from ...jobs.pseudo_labels import pseudo_label_dataset
 

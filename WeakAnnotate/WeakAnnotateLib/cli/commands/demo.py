@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     image = read_image(case.image)
     labels = read_image(case.mask, what="reference mask")
     if not labels.geometry.same_grid(image.geometry):
+        # why here: `weakannotate --help` imports every command; torch and the Slicer core load only when one runs
         from ...core.errors import InputError
 
         raise InputError(f"The case's mask {case.mask} is not on its image's grid.")

@@ -17,6 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # why here: `weakannotate --help` imports every command; torch and the Slicer core load only when one runs
     from ...networks.prediction import predict_file
 
     print(json.dumps(predict_file(args.model, args.image, args.output, args.points), indent=2))

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 from ...jobs.spec import load_any, validate_any
-from ...jobs.worker import main as worker_main
 
 NAME = "train"
 HELP = "Train a network from a job spec (JSON); progress as JSON lines; --resume, --nproc N for DDP."
@@ -21,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # why here: `weakannotate --help` imports every command; torch loads only when a job runs
+    from ...jobs.worker import main as worker_main
+
     # Rejected before anything starts, with the field named (InputError → exit status 2).
     validate_any(load_any(args.job), resume=args.resume)
     worker_args = [args.job] + (["--resume"] if args.resume else [])

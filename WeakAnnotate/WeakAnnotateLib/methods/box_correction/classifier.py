@@ -44,7 +44,8 @@ from ...core.atomic_files import atomic_output
 from ...core.box import Box
 from ...core.errors import InputError
 from ...core.geometry import Geometry
-from ...evaluation.simulate import box_index_bounds, index_box
+from ...evaluation.simulate import box_index_bounds, index_box, tight_box
+from ...scene.mrml_adapter import box_of_node, image_of_node, segment_mask, set_segment_mask
 
 METHOD = "box_patch_classifier"
 MODEL_FILE, MODEL_INFO = "model.pt", "model.json"
@@ -234,7 +235,6 @@ class BoxCorrectionModel:
 
 
 def _training_box(vol: LabelledVolume, margin_mm: float) -> tuple[np.ndarray, np.ndarray]:
-    from ...evaluation.simulate import tight_box
 
     box = tight_box(vol.mask, vol.geometry, margin_mm=margin_mm)
     return box_index_bounds(box, vol.geometry)
@@ -630,7 +630,6 @@ def apply_to_nodes(
     the slice views at no cost, and the corrected one *is* the pseudo-mask (union of corrected slice boxes).
     Returns the result and the segment IDs {"raw": ..., "corrected": ...}.
     """
-    from ...scene.mrml_adapter import box_of_node, image_of_node, set_segment_mask
 
     image = image_of_node(volume_node)
     result = correct_box(model, image.array, image.geometry, box_of_node(roi_node))
@@ -695,7 +694,6 @@ def accept_from_nodes(
     box-correct BOXES.json, usable as a dataset's ``slice_boxes`` annotation), and the path stored on the ROI
     node (attribute ``WeakAnnotate.sliceBoxes``) so that the boxes stay with the case. Nothing is written and
     the ROI is unchanged when the segment is empty or the path is not a .json in an existing folder."""
-    from ...scene.mrml_adapter import image_of_node, segment_mask
 
     path = Path(path)
     if path.suffix.lower() != ".json":

@@ -24,6 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # why here: `weakannotate --help` imports every command; torch and the Slicer core load only when one runs
     from ...files.image_io import IMAGE_SUFFIXES, read_image, write_image
     from ...scene.markups_io import read_box
     from .classifier import correct_box, load_box_model

@@ -19,9 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import InputError
+from ...data.dataset import DatasetFolder, read_reference
+from ...files.image_io import read_image
 from ...training.job_spec import checked_fields
 from ...training.progress import EXIT_CANCELLED, EXIT_DONE, EXIT_FAILED, Progress, StopRequest
 from ..base import option
+from .classifier import MIN_TRAINING_VOLUMES, BoxClassifierParams, LabelledVolume, save_box_model, train_box_classifier
 
 METHOD = "box_patch_classifier"
 RESUME_MESSAGE = "A box_patch_classifier job has no checkpoints to resume (it trains in minutes); start it."
@@ -71,7 +74,6 @@ class BoxJobSpec:
         return {k: v for k, v in asdict(self).items() if k != "spec_path"}
 
     def params(self) -> Any:
-        from .classifier import BoxClassifierParams
 
         names = {f.name for f in fields(BoxClassifierParams)}
         return BoxClassifierParams(**{k: v for k, v in asdict(self).items() if k in names})
@@ -92,8 +94,6 @@ def load_box_spec(path: str | Path) -> BoxJobSpec:
 
 def training_cases(spec: BoxJobSpec) -> tuple[Any, list[Any]]:
     """The dataset and its training entries (each with a reference mask); too few is an error."""
-    from ...data.dataset import DatasetFolder
-    from .classifier import MIN_TRAINING_VOLUMES
 
     root = spec.resolve(spec.dataset)
     if not root.exists():
@@ -128,10 +128,6 @@ def training_cases(spec: BoxJobSpec) -> tuple[Any, list[Any]]:
 def run_box_job(path: str | Path, *, resume: bool = False) -> int:
     """Validate (InputError → the CLI's exit 2), then train with progress lines; returns the exit status."""
     import time
-
-    from ...data.dataset import read_reference
-    from ...files.image_io import read_image
-    from .classifier import LabelledVolume, save_box_model, train_box_classifier
 
     if resume:
         raise InputError(RESUME_MESSAGE)

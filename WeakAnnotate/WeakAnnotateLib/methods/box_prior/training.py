@@ -37,8 +37,13 @@ import numpy as np
 import torch
 
 from ...core.errors import InputError
+from ...data.dataset import read_reference
+from ...evaluation.simulate import box_mask
+from ...files.image_io import read_image
+from ...scene.markups_io import read_box
 from ...training.job_spec import JobSpec
 from ...training.method import TrainingMethod
+from ..box_correction.classifier import read_slice_boxes
 from .tightness_prior import BoxPriorLoss, barrier_t, box_masks, build_bands, build_slabs, tightness_loss
 
 INITIAL_LOGIT = -2.944  # logit(0.05)
@@ -143,8 +148,6 @@ class BoxPrior(TrainingMethod):
 
     def box_labels(self, case_id: str) -> np.ndarray:
         """float32 box mask of the case on its crop grid (slices along crop axis 0), from ``box_source``."""
-        from ...data.dataset import read_reference
-        from ...files.image_io import read_image
 
         dataset = self.cache.dataset
         entry = dataset.case(case_id)
@@ -211,9 +214,6 @@ def _box_annotations(annotations: dict[str, str]) -> list[str]:
 
 
 def _annotated_region(dataset: Any, annotations: dict[str, str], kinds: list[str], geometry: Any) -> np.ndarray:
-    from ...evaluation.simulate import box_mask
-    from ...scene.markups_io import read_box
-    from ..box_correction.classifier import read_slice_boxes
 
     if kinds == ["slice_boxes"]:
         return read_slice_boxes(dataset.path(annotations["slice_boxes"]), geometry)

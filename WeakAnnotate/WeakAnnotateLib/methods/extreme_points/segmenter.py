@@ -43,6 +43,14 @@ from ...core.errors import InputError
 from ...core.geometry import Geometry
 from ...data.dataset import read_extreme_points
 from ...files.image_io import Image
+from ...scene.mrml_adapter import (
+    image_of_node,
+    points_of_node,
+    points_tag_value,
+    scene_change,
+    set_segment_mask,
+    stored_points,
+)
 from .geodesic import path_cost, shortest_path, subsampled_percentile
 from .random_walker import BACKGROUND, FOREGROUND, UNKNOWN, random_walker
 
@@ -500,7 +508,6 @@ def scribble_inside_fraction(result: ExtremePointResult, reference: np.ndarray) 
 
 def stored_extreme_points(segmentation_node: Any, segment_id: str) -> np.ndarray | None:
     """The RAS clicks a segment was made from (its ``WeakAnnotate.ExtremePoints`` tag), or None."""
-    from ...scene.mrml_adapter import stored_points
 
     return stored_points(segmentation_node, segment_id, POINTS_TAG)
 
@@ -519,7 +526,6 @@ def segment_from_nodes(
     Everything is computed before the scene is touched, so an error leaves the scene as it was. The points
     are stored on the segment as tag ``WeakAnnotate.ExtremePoints`` (see :func:`~.mrml_adapter.points_tag_value`).
     """
-    from ...scene.mrml_adapter import image_of_node, points_of_node, points_tag_value, scene_change, set_segment_mask
 
     image = image_of_node(volume_node)
     points, _labels = points_of_node(points_node)

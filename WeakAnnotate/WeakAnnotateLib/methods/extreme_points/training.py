@@ -26,10 +26,13 @@ from scipy import ndimage
 
 from ...core.atomic_files import atomic_output
 from ...core.errors import InputError
+from ...data.dataset import crop_grid, read_extreme_points, resample
 from ...evaluation.metrics import dice
+from ...files.image_io import read_image
 from ...training.job_spec import JobSpec
 from ...training.method import TrainingMethod
 from .random_walker import BACKGROUND, FOREGROUND, UNKNOWN, random_walker
+from .segmenter import segment_extreme_points
 
 
 def ball(radius_vox: float) -> np.ndarray:
@@ -111,9 +114,6 @@ class ExtremePointNetwork(TrainingMethod):
         self.write_targets(self.target_dir(0), rank, world, barrier, round0)
 
     def _random_walker_init(self, case_id: str) -> np.ndarray:
-        from ...data.dataset import crop_grid, read_extreme_points, resample
-        from ...files.image_io import read_image
-        from .segmenter import segment_extreme_points
 
         entry = self.cache.dataset.case(case_id)
         path = entry.annotations.get("extreme_points")

@@ -25,6 +25,8 @@ from ...core.box import Box
 from ...core.geometry import Geometry
 from ...evaluation.metrics import dice
 from ...evaluation.simulate import box_mask, check_mask, index_box
+from ...files.cases import load_cases
+from ...files.image_io import read_image, select_label
 
 PAPER_BOX_DICE = (0.28, 0.11)  # mean ± SD of the paper's boxes against the delineations
 # Calibrated on the 30 IBSI STS PET scans (see __main__ and docs/pet_boxes.md): mean box Dice 0.28.
@@ -101,9 +103,6 @@ def calibrate_margin(
 def _main() -> None:  # pragma: no cover - measurement script
     """Calibrate the margin on the 30 IBSI STS PET scans and print the box Dice (tight and loose)."""
     import time
-
-    from ...files.cases import load_cases
-    from ...files.image_io import read_image, select_label
 
     t0 = time.perf_counter()
     masks = []

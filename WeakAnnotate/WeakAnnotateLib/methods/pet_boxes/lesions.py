@@ -37,8 +37,12 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from ...core.colors import segment_color
 from ...core.errors import InputError
 from ...core.geometry import Geometry
+from ...files.cases import find_case
+from ...scene import mrml_adapter
+from ...scene.mrml_adapter import add_segmentation_node, image_of_node, scene_change, segment_ids
 
 SUV_MAX_LOW = 1.0  # a PET scan in SUV has a maximum above this (mean body uptake is 1 by definition)
 SUV_MAX_HIGH = 100.0  # no tissue reaches this SUV in practice; Bq/ml and counts do
@@ -175,7 +179,6 @@ def modality_warnings(info: dict[str, Any], modality: str | None) -> list[str]:
 
 def case_modality(case_id: str, data_dir: str | Path | None = None) -> str | None:
     """The modality of a catalogued case, or None when the case (or catalogue) is not there."""
-    from ...files.cases import find_case
 
     try:
         return find_case(case_id, data_dir).modality
@@ -217,9 +220,6 @@ def load_lesion_segments(
     Colours: distinct palette colours by lesion index (:func:`~.colors.segment_color` of an unnamed segment), so
     neighbouring lesions can be told apart. On an error every segment added here is removed again.
     """
-    from ...core.colors import segment_color
-    from ...scene import mrml_adapter
-    from ...scene.mrml_adapter import scene_change, segment_ids
 
     segmentation = segmentation_node.GetSegmentation()
     before = set(segment_ids(segmentation_node))
@@ -260,7 +260,6 @@ def lesions_of_nodes(
     Everything is computed before the scene is touched; the segmentation node (new unless given) and its
     segments are added in one scene change, so an error leaves the scene as it was.
     """
-    from ...scene.mrml_adapter import add_segmentation_node, image_of_node, scene_change
 
     image = image_of_node(volume_node)
     if not image.geometry.same_grid(geometry):

@@ -34,9 +34,15 @@ import numpy as np
 import torch
 
 from ...core.errors import InputError
+from ...data.dataset import read_reference
+from ...files.image_io import read_image
 from ...networks.build import zscore
+from ...networks.prediction import load_model
+from ...scene.markups_io import read_box
 from ...training.job_spec import JobSpec
 from ...training.method import TrainingMethod
+from .boxes import box_regions, lesion_boxes
+from .losses import dice_loss, modified_dice_loss, mumford_shah_loss, region_channels
 
 NOISE_STD = 0.1  # Gaussian noise on the z-scored input (the paper gives no value)
 FLIP_P = 0.5  # probability of a flip along each axis
@@ -87,10 +93,6 @@ class PetBox(TrainingMethod):
 
     def box_labels(self, case_id: str) -> np.ndarray:
         """float32 region labels (0 outside, 1..K) of the case's boxes on its crop grid."""
-        from ...data.dataset import read_reference
-        from ...files.image_io import read_image
-        from ...scene.markups_io import read_box
-        from .boxes import box_regions, lesion_boxes
 
         dataset = self.cache.dataset
         entry = dataset.case(case_id)
@@ -110,7 +112,6 @@ class PetBox(TrainingMethod):
         """Start from ``init_model`` (a finished job with the same network), when given."""
         if not self.spec.options.init_model:
             return
-        from ...networks.prediction import load_model
 
         loaded = load_model(self.spec.resolve(self.spec.options.init_model))
         mine = {k: tuple(v.shape) for k, v in net.state_dict().items()}
@@ -125,7 +126,6 @@ class PetBox(TrainingMethod):
 
     def step_loss(self, model: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Augment, forward, the method's loss: Dice vs the boxes (or the reference), or β·L_MDice + λ·L_MS."""
-        from .losses import dice_loss, modified_dice_loss, mumford_shah_loss, region_channels
 
         suv = bool(self.spec.options.suv_zscore)
         x, y = augment(x, y, self.generator, window_zscore=not suv)

@@ -39,6 +39,7 @@ from scipy.spatial import cKDTree
 
 from ...core.errors import InputError
 from ...core.geometry import Geometry
+from .rasterize import mesh_polydata, rasterize_mesh
 
 MIN_POINTS = 5
 """Fewest points accepted: 4 non-coplanar points only make a tetrahedron; the fifth is the first that says
@@ -540,7 +541,6 @@ class ActiveSurface:
 
     def rasterize(self, geometry: Geometry | None = None) -> np.ndarray:
         """Boolean mask [k, j, i] of the voxels inside the surface on ``geometry`` (default: the image's)."""
-        from .rasterize import rasterize_mesh
 
         geometry = geometry or self.geometry
         if geometry is None:
@@ -609,20 +609,3 @@ def point_mesh_distance(points: np.ndarray, vertices: np.ndarray, faces: np.ndar
         locator.FindClosestPoint(p.tolist(), closest, cell, sub, d2)
         out[n] = math.sqrt(float(d2))
     return out
-
-
-def mesh_polydata(vertices: np.ndarray, faces: np.ndarray) -> Any:
-    """vtkPolyData of a triangle mesh."""
-    import vtk
-    from vtk.util import numpy_support
-
-    pts = vtk.vtkPoints()
-    pts.SetData(numpy_support.numpy_to_vtk(np.ascontiguousarray(vertices, dtype=np.float64), deep=True))
-    cells = vtk.vtkCellArray()
-    offsets = numpy_support.numpy_to_vtkIdTypeArray(np.arange(0, 3 * len(faces) + 1, 3, dtype=np.int64), deep=True)
-    conn = numpy_support.numpy_to_vtkIdTypeArray(np.ascontiguousarray(faces.ravel(), dtype=np.int64), deep=True)
-    cells.SetData(offsets, conn)
-    poly = vtk.vtkPolyData()
-    poly.SetPoints(pts)
-    poly.SetPolys(cells)
-    return poly

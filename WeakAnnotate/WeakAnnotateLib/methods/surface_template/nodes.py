@@ -19,6 +19,14 @@ import numpy as np
 from ...core.errors import InputError
 from ...files.image_io import Image
 from ...scene.markups_io import read_points
+from ...scene.mrml_adapter import (
+    image_of_node,
+    points_of_node,
+    points_tag_value,
+    scene_change,
+    set_segment_mask,
+    stored_points,
+)
 from .active_surface import MIN_POINTS, ActiveSurface, SurfaceParams
 
 POINTS_TAG = "WeakAnnotate.SurfacePoints"
@@ -28,14 +36,12 @@ EFFORT_SECONDS_TAG = "WeakAnnotate.EffortSeconds"
 
 def stored_surface_points(segmentation_node: Any, segment_id: str) -> np.ndarray | None:
     """The RAS points a segment's template was fitted to, or None if it has none."""
-    from ...scene.mrml_adapter import stored_points
 
     return stored_points(segmentation_node, segment_id, POINTS_TAG)
 
 
 def update_model_node(rt: Any, surface: ActiveSurface, model_node: Any = None, name: str = "Surface template") -> Any:
     """Create (or refresh) a model node showing the surface in 3D and as a contour on the slice views."""
-    from ...scene.mrml_adapter import scene_change
 
     poly = surface.polydata()
     if model_node is not None and rt.scene.IsNodePresent(model_node):
@@ -71,7 +77,6 @@ def surface_template_from_nodes(
     ``surface``: a warm surface to update (the panel's), else a new one is fitted. ``effort_seconds``: time
     from the first point placed to Apply, stored with the number of points as the annotation effort.
     """
-    from ...scene.mrml_adapter import image_of_node, points_of_node, points_tag_value, scene_change, set_segment_mask
 
     if volume_node is None or volume_node.GetImageData() is None:
         raise InputError("Select an input volume with image data.")

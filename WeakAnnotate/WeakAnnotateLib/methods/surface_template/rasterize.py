@@ -7,6 +7,8 @@ only within the mesh's bounding box. A voxel is inside when its centre is.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ...core.errors import InputError
@@ -17,8 +19,6 @@ def rasterize_mesh(vertices_ras: np.ndarray, faces: np.ndarray, geometry: Geomet
     """Boolean [k, j, i] mask of the voxel centres inside the closed surface."""
     import vtk
     from vtk.util import numpy_support
-
-    from .active_surface import mesh_polydata
 
     ijk = geometry.ras_to_ijk(vertices_ras)
     size = np.asarray(geometry.size_ijk)
@@ -46,3 +46,20 @@ def rasterize_mesh(vertices_ras: np.ndarray, faces: np.ndarray, geometry: Geomet
     shape = (hi - lo + 1)[::-1]
     mask[lo[2] : hi[2] + 1, lo[1] : hi[1] + 1, lo[0] : hi[0] + 1] = box.reshape(tuple(shape)) != 0
     return mask
+
+
+def mesh_polydata(vertices: np.ndarray, faces: np.ndarray) -> Any:
+    """vtkPolyData of a triangle mesh."""
+    import vtk
+    from vtk.util import numpy_support
+
+    pts = vtk.vtkPoints()
+    pts.SetData(numpy_support.numpy_to_vtk(np.ascontiguousarray(vertices, dtype=np.float64), deep=True))
+    cells = vtk.vtkCellArray()
+    offsets = numpy_support.numpy_to_vtkIdTypeArray(np.arange(0, 3 * len(faces) + 1, 3, dtype=np.int64), deep=True)
+    conn = numpy_support.numpy_to_vtkIdTypeArray(np.ascontiguousarray(faces.ravel(), dtype=np.int64), deep=True)
+    cells.SetData(offsets, conn)
+    poly = vtk.vtkPolyData()
+    poly.SetPoints(pts)
+    poly.SetPolys(cells)
+    return poly

@@ -34,8 +34,14 @@ import torch
 from scipy import ndimage
 
 from ...core.errors import InputError
+from ...data.dataset import MANIFEST, CaseEntry, DatasetFolder
+from ...evaluation.simulate import surface_points
+from ...files.cases import find_case
+from ...files.image_io import read_image, select_label
+from ...scene.markups_io import read_points, write_points
 from ...training.job_spec import JobSpec
 from ...training.method import TrainingMethod
+from .active_surface import fit_surface
 
 INTENSITY_SCALE = 255.0  # X in the MSE: normalised crop × 255 (see the module docstring)
 LOW_WEIGHT = 0.1  # W_mse away from the template's boundary (1 within d)
@@ -108,9 +114,6 @@ class WeakNet(TrainingMethod):
 
     def template(self, case_id: str) -> np.ndarray:
         """The case's surface-point template on its crop grid (float32 0/1)."""
-        from ...files.image_io import read_image
-        from ...scene.markups_io import read_points
-        from .active_surface import fit_surface
 
         dataset = self.cache.dataset
         entry = dataset.case(case_id)
@@ -146,11 +149,6 @@ def surface_point_dataset(
 ) -> Any:
     """A dataset of catalogue cases annotated with simulated surface points (``surface_points`` kind) and
     their reference masks: what a Weak-Net job trains on, without a user (tests and benchmarks)."""
-    from ...data.dataset import MANIFEST, CaseEntry, DatasetFolder
-    from ...evaluation.simulate import surface_points
-    from ...files.cases import find_case
-    from ...files.image_io import read_image, select_label
-    from ...scene.markups_io import write_points
 
     root = Path(output)
     if (root / MANIFEST).exists():
