@@ -346,7 +346,7 @@ def _run_job(folder: Path, name: str, ds: Path, **fields) -> tuple[int, list[dic
     path = folder / f"{name}.json"
     path.write_text(json.dumps(spec), encoding="utf-8")
     proc = subprocess.run(
-        [sys.executable, "-m", "WeakAnnotateLib.training.trainer", str(path)],
+        [sys.executable, "-m", "WeakAnnotateLib.jobs.worker", str(path)],
         env=ENV,
         capture_output=True,
         text=True,
@@ -371,7 +371,7 @@ def test_pet_box_methods_train_to_a_model(tmp_path, data_dir):
     info = json.loads((out / "model.json").read_text())
     assert info["method"] == "pet_box_dice"
     assert info["network"]["act"] == "SELU" and info["network"]["input_norm"] == "zscore"
-    assert info["hyper_parameters"]["box_margin_mm"] == DEFAULT_MARGIN_MM
+    assert info["hyper_parameters"]["pet_box_dice"]["box_margin_mm"] == DEFAULT_MARGIN_MM
     assert info["data"]["train_cases"][0]["target"].startswith("boxes")
     labels = np.load(out / "targets" / "boxes" / f"{PET_CASES[0]}.npy")
     assert set(np.unique(labels)) == {0.0, 1.0}  # one lesion → one box region; the crop holds background too
@@ -381,7 +381,7 @@ def test_pet_box_methods_train_to_a_model(tmp_path, data_dir):
     steps = [x for x in lines if x["event"] == "step"]
     assert steps and all(math.isfinite(x["loss"]) for x in steps)
     model = load_model(out2)
-    assert model.info["hyper_parameters"]["init_model"] == str(out)
+    assert model.info["hyper_parameters"]["pet_box_mdice_ms"]["init_model"] == str(out)
     assert model.info["validation"]["dice_native"] is not None
 
     # the paper's L_FS: the same SELU / z-score network on the contours (no box labels written), and it can

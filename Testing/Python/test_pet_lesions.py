@@ -186,14 +186,14 @@ def test_spec_validation_names_the_field(tmp_path, data_dir):
     ds = tmp_path / "ds"
     create_from_cases(ds, ["ibsi_STS_001_PET", "ibsi_STS_002_PET"], data_dir=data_dir)
     base = {"dataset": str(ds), "output": str(tmp_path / "out"), "method": "pet_box_dice", "device": "cpu"}
-    assert spec_from_dict(base).optimizer == "adam" and spec_from_dict(base).suv_zscore is False
-    validate(spec_from_dict({**base, "optimizer": "sgd", "suv_zscore": True}))
+    assert spec_from_dict(base).optimizer == "adam" and spec_from_dict(base).options.suv_zscore is False
+    validate(spec_from_dict({**base, "optimizer": "sgd", "pet_box_dice": {"suv_zscore": True}}))
     with pytest.raises(InputError, match=r"^optimizer: unknown optimizer 'rmsprop'"):
         validate(spec_from_dict({**base, "optimizer": "rmsprop"}))
-    with pytest.raises(InputError, match=r"^suv_zscore: only the pet_box methods"):
-        validate(spec_from_dict({**base, "method": "full_supervision", "suv_zscore": True}))
+    with pytest.raises(InputError, match=r"^suv_zscore: full_supervision has no fields of its own"):
+        spec_from_dict({**base, "method": "full_supervision", "full_supervision": {"suv_zscore": True}})
     with pytest.raises(InputError, match=r"^suv_zscore: expected true or false"):
-        spec_from_dict({**base, "suv_zscore": "yes"})
+        spec_from_dict({**base, "pet_box_dice": {"suv_zscore": "yes"}})
 
 
 def test_crop_zscore_and_augment_keep_the_crop_scaling():
@@ -226,7 +226,10 @@ def test_pet_box_sgd_suv_zscore_job(tmp_path, data_dir):
     )
     assert rc == 0, lines[-1]
     info = json.loads((out / "model.json").read_text())
-    assert info["hyper_parameters"]["optimizer"] == "sgd" and info["hyper_parameters"]["suv_zscore"] is True
+    assert (
+        info["hyper_parameters"]["optimizer"] == "sgd"
+        and info["hyper_parameters"]["pet_box_dice"]["suv_zscore"] is True
+    )
     assert info["network"]["intensity"] == "suv_zscore" and "input_norm" not in info["network"]
     blob = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
     assert blob["optimiser"]["param_groups"][0]["momentum"] == 0.9  # SGD, the paper's momentum

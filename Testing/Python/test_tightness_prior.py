@@ -197,7 +197,7 @@ def test_box_prior_worker_method_reaches_a_model(tmp_path, data_dir) -> None:
     path.write_text(json.dumps(spec), encoding="utf-8")
     env = {**os.environ, "WEAKANNOTATE_THREADS": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "WeakAnnotateLib.training.trainer", str(path)],
+        [sys.executable, "-m", "WeakAnnotateLib.jobs.worker", str(path)],
         env=env,
         capture_output=True,
         text=True,

@@ -135,7 +135,7 @@ class PetBox(TrainingMethod):
         boxes = region_channels(y)
         if self.name == "pet_box_dice":
             return dice_loss(prob, boxes)
-        s = self.spec
+        s = self.options
         omega1, omega2 = s.ms_omega
         image = x[:, :1] if suv else zscore(x[:, :1])
         return s.mdice_weight * modified_dice_loss(prob, boxes, s.mdice_alpha) + s.ms_weight * mumford_shah_loss(
