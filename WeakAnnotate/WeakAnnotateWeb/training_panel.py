@@ -1,4 +1,12 @@
-"""The page's training panel: build a small dataset, start / watch / cancel a job, apply the model to the case.
+"""The page's training panel: every training method of the registry, its own fields, a small dataset, and a job
+to start / watch / cancel; then apply the model to the open case.
+
+The methods, their titles and help, and each method's fields (:meth:`TrainingMethodInfo.fields`: type, default,
+help, choices, lower bound) come from the method registry; the panel builds one widget per field (a number, a
+checkbox, a select for choices, text for lists) with the field's help as its tooltip, and the job spec with
+:func:`~WeakAnnotateLib.jobs.spec.job_document`. A field naming a finished job (``init_model``) is a choice of
+the finished jobs in the work folder that its method accepts. :meth:`TrainingJob.start` checks the spec
+completely; its :class:`InputError` (naming the field, or what the data lacks) is shown in the page.
 
 Nothing here blocks the event loop for long: the dataset is built and the model applied in a worker thread
 (``asyncio.to_thread``; numpy and torch release the GIL), the job runs in its own process
@@ -6,36 +14,57 @@ Nothing here blocks the event loop for long: the dataset is built and the model 
 ``TrainingJob.poll`` (reads only what is new in ``progress.jsonl``) every :data:`POLL_S` seconds. Only writing
 the predicted mask into the segmentation node runs in the loop (MRML is not thread-safe).
 
-Every path is inside ``<work folder>/training/``: datasets in ``datasets/<name>``, jobs in ``jobs/<name>``.
+Every path is inside ``<work folder>/training/``: datasets in ``datasets/<ids>``, jobs in ``jobs/<name>``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+import re
 import time
 from pathlib import Path
 from typing import Any
 
+from trame.widgets import html
+from trame.widgets import vuetify3 as v3
+from WeakAnnotateLib.core.colors import segment_color
 from WeakAnnotateLib.core.errors import InputError
+from WeakAnnotateLib.jobs.runner import TrainingJob
+from WeakAnnotateLib.jobs.spec import job_document
+from WeakAnnotateLib.methods import registry
+from WeakAnnotateLib.methods.base import FieldInfo, TrainingMethodInfo
+from WeakAnnotateLib.networks.model_files import list_models
+from WeakAnnotateLib.scene.mrml_adapter import image_of_node, points_of_node, set_segment_mask
 
+from .training_data import training_dataset
 from .workspace import safe_name
 
 log = logging.getLogger(__name__)
 
-METHODS = ["full_supervision", "extreme_point_network"]
 POLL_S = 0.5
-MAX_CASES = 3
+MIN_CASES, MAX_CASES = 2, 3
 MAX_EPOCHS = 200
-# Small enough for 2 CPU cores (seconds an epoch on the cropped catalogue cases); see docs/training.md.
+# The common fields of a worker job: small enough for 2 CPU cores (seconds an epoch on the cropped catalogue
+# cases); see docs/training.md. A standalone job (box_patch_classifier) has only its own fields.
 SMALL_SPEC = {
     "batch_size": 1,
     "patch_size": [32, 32, 32],
     "channels": [4, 8, 16],
     "spacing_mm": 4.0,
     "device": "cpu",
-    "rounds": 2,
 }
+# A method's own field that starts smaller in the page than its descriptor's default (CPU budget).
+SMALL_FIELD_DEFAULTS = {"rounds": 2}
+# The spec's test hooks (docs/training.md), set through the page's state only (``train_test_hooks``).
+TEST_HOOKS = {"steps_per_epoch": 0, "step_delay_s": 0.0}
+# Fields the panel fills itself (Epochs, the cases it picks), so no method shows a widget for them.
+PANEL_FIELDS = ("epochs", "train_cases", "validation_cases")
+# Fields that name a finished job: a choice of the work folder's finished jobs of the same annotation method.
+JOB_FIELDS = ("init_model",)
+LOCKED = "train_running || train_busy"
 CURVE_W, CURVE_H = 290, 70
 
 
@@ -65,22 +94,97 @@ def curve_svg(losses: list[float], dices: list[float]) -> str:
     )
 
 
+# --- the methods' fields ------------------------------------------------------------------------------------
+
+
+def js_literal(value: Any) -> str:
+    """A value as a JavaScript literal inside a double-quoted template attribute (strings in single quotes; the
+    registry's names and choices hold no quotes)."""
+    return json.dumps(value).replace('"', "'")
+
+
+def shown_fields(info: TrainingMethodInfo) -> list[FieldInfo]:
+    """The method's own fields that get a widget (those the panel fills itself are left out)."""
+    return [f for f in info.fields() if f.name not in PANEL_FIELDS]
+
+
+def field_key(method: str, name: str) -> str:
+    """The trame state variable of a method's field (each method keeps its own values)."""
+    return f"train_field_{method}_{name}"
+
+
+def jobs_key(method: str) -> str:
+    """The state variable with the choice of finished jobs for a method's job field."""
+    return f"train_jobs_{method}"
+
+
+def initial_value(f: FieldInfo) -> Any:
+    """The widget's first value: the descriptor's default (a smaller one for the CPU where listed); a list as
+    the text "a, b"."""
+    value = SMALL_FIELD_DEFAULTS.get(f.name, f.default)
+    if f.type.startswith("list["):
+        return ", ".join(str(v) for v in value)
+    return value
+
+
+def _number(f: FieldInfo, raw: Any, kind: str) -> int | float:
+    text = str(raw).strip()
+    try:
+        value = float(text)
+    except ValueError:
+        expected = "a whole number" if kind == "int" else "a number"
+        raise InputError(f"{f.name}: expected {expected}, got {text!r}.") from None
+    if kind == "int":
+        if not value.is_integer():
+            raise InputError(f"{f.name}: expected a whole number, got {text!r}.")
+        return int(value)
+    return value
+
+
+def field_value(f: FieldInfo, raw: Any) -> Any:
+    """What the page sent for a field, as the spec's type; an InputError names the field. (Choices and bounds
+    are the spec check's: its messages name the field too.)"""
+    if f.type == "bool":
+        if isinstance(raw, bool):
+            return raw
+        raise InputError(f"{f.name}: expected true or false, got {raw!r}.")
+    if f.type in ("int", "float"):
+        if isinstance(raw, str) and not raw.strip():
+            raise InputError(f"{f.name}: a value is needed.")
+        return _number(f, raw, f.type)
+    if f.type.startswith("list["):
+        inner = f.type[5:-1]
+        items = raw if isinstance(raw, list) else [t for t in re.split(r"[\s,\[\]]+", str(raw)) if t]
+        if inner in ("int", "float"):
+            return [_number(f, v, inner) for v in items]
+        return [str(v) for v in items]
+    return "" if raw is None else str(raw)
+
+
 class TrainingPanel:
-    """State, actions and the watcher task of the page's training section; ``app`` is the WeakAnnotateWebApp."""
+    """State, widgets, actions and the watcher task of the page's training section; ``app`` is the
+    WeakAnnotateWebApp."""
 
     def __init__(self, app: Any, data_dir: str | Path | None) -> None:
         self.app = app
         self.data_dir = data_dir
+        self.methods = {t.name: t for t in registry.training_methods()}
         self.job: Any = None
         self.model_path: Path | None = None
         self._watcher: asyncio.Task | None = None
         self._losses: list[float] = []
         self._dices: list[float] = []
         s = app.state
-        s.train_methods = METHODS
-        s.train_method = METHODS[0]
+        s.train_methods = [{"title": t.title, "value": t.name} for t in self.methods.values()]
+        s.train_helps = {t.name: t.help for t in self.methods.values()}
+        s.train_method = next(iter(self.methods))
         s.train_epochs = 5
-        s.train_cases = 2
+        s.train_cases = MIN_CASES
+        s.train_test_hooks = dict(TEST_HOOKS)
+        for info in self.methods.values():
+            for f in shown_fields(info):
+                s[field_key(info.name, f.name)] = initial_value(f)
+        self.refresh_job_choices()
         s.train_state = "idle"
         s.train_running = False
         s.train_progress = 0
@@ -104,7 +208,129 @@ class TrainingPanel:
             raise InputError(f"Refusing to use {path}: training files are kept inside the work folder.")
         return path
 
-    # --- the settings ---
+    # --- the page -------------------------------------------------------------------------------------
+
+    def build_ui(self) -> None:
+        """Method, its help, Epochs and Cases, the method's own fields, the buttons, the error, the progress."""
+        html.Div("Training", classes="text-subtitle-2 mb-1")
+        v3.VSelect(
+            label="Method",
+            v_model=("train_method",),
+            items=("train_methods",),
+            density="compact",
+            id="train-method",
+            disabled=(LOCKED,),
+            hide_details=True,
+            title=("train_helps[train_method]",),
+        )
+        html.Div("{{ train_helps[train_method] }}", classes="text-caption my-1", id="train-help")
+        with html.Div(classes="d-flex ga-2"):
+            v3.VTextField(
+                label="Epochs",
+                v_model=("train_epochs",),
+                type="number",
+                density="compact",
+                id="train-epochs",
+                disabled=(LOCKED,),
+            )
+            v3.VSelect(
+                label="Cases",
+                v_model=("train_cases",),
+                items=(js_literal(list(range(MIN_CASES, MAX_CASES + 1))),),
+                density="compact",
+                id="train-cases",
+                disabled=(LOCKED,),
+            )
+        with html.Div(id="train-fields"):
+            for info in self.methods.values():
+                with html.Div(v_if=(f"train_method == '{info.name}'",), id=f"train-fields-{info.name}"):
+                    for f in shown_fields(info):
+                        self._field_widget(info, f)
+        with html.Div(classes="d-flex flex-wrap ga-2 mt-1"):
+            v3.VBtn(
+                "Start training",
+                click=self.start,
+                id="train-start",
+                color="primary",
+                size="small",
+                disabled=("!case_id || " + LOCKED,),
+            )
+            v3.VBtn("Cancel", click=self.cancel, id="train-cancel", size="small", disabled=("!train_running",))
+            v3.VBtn(
+                "Apply model to this case",
+                click=self.apply,
+                id="train-apply",
+                size="small",
+                disabled=("!case_id || !train_model || train_busy || busy",),
+            )
+        # Sticky at both edges of the drawer's scrolling area: the message stays on screen however far the
+        # drawer is scrolled while it is shown.
+        v3.VAlert(
+            "{{ train_error }}",
+            v_if=("train_error",),
+            type="error",
+            density="compact",
+            id="train-error",
+            classes="my-2",
+            style="position: sticky; top: 4px; bottom: 4px; z-index: 5;",
+        )
+        v3.VProgressLinear(
+            model_value=("train_progress",),
+            height=8,
+            color="green",
+            classes="my-2",
+            id="train-progress",
+            indeterminate=("train_busy",),
+        )
+        html.Div("{{ train_state }} · {{ train_progress }} %", classes="text-caption", id="train-state")
+        html.Div(v_html=("train_curve",), id="train-curve", classes="my-1")
+        html.Div("loss (amber), validation Dice (green)", classes="text-caption")
+        html.Div("{{ train_text }}", classes="text-body-2", id="train-text")
+        html.Div("model: {{ train_model }}", v_if=("train_model",), classes="text-caption", id="train-model")
+
+    def _field_widget(self, info: TrainingMethodInfo, f: FieldInfo) -> None:
+        """One widget for one field of the method's section, its help as the tooltip (``title``)."""
+        options = {
+            "label": f.name,
+            "v_model": (field_key(info.name, f.name),),
+            "density": "compact",
+            "id": f"train-field-{f.name}",
+            "disabled": (LOCKED,),
+            "hide_details": True,
+        }
+        with html.Div(title=f.help, classes="mb-2", id=f"train-field-{f.name}-tip"):
+            if f.name in JOB_FIELDS:
+                v3.VSelect(items=(jobs_key(info.name),), **options)
+                html.Div(
+                    "No finished job to start from in this work folder yet.",
+                    v_if=(f"{jobs_key(info.name)}.length <= 1",),
+                    classes="text-caption",
+                )
+            elif f.type == "bool":
+                v3.VCheckbox(**options)
+            elif f.choices:
+                v3.VSelect(items=(js_literal(list(f.choices)),), **options)
+            elif f.type in ("int", "float"):
+                extra = {"min": f.minimum} if f.minimum is not None else {}
+                v3.VTextField(type="number", step=1 if f.type == "int" else "any", **extra, **options)
+            else:
+                v3.VTextField(**options)
+
+    def refresh_job_choices(self) -> None:
+        """For each method with a job field: "(none)" and the finished jobs in ``training/jobs`` whose method is
+        one of its annotation method's training methods (pet_box_mdice_ms: the pet_box jobs), newest first."""
+        models = list_models(self.root / "jobs")
+        with self.state:
+            for info in self.methods.values():
+                if not any(f.name in JOB_FIELDS for f in info.fields()):
+                    continue
+                siblings = {t.name for t in registry.method_of_training(info.name).training_methods}
+                jobs = [Path(m["path"]).name for m in models if m.get("method") in siblings]
+                self.state[jobs_key(info.name)] = [{"title": "(none)", "value": ""}] + [
+                    {"title": name, "value": name} for name in jobs
+                ]
+
+    # --- the settings ---------------------------------------------------------------------------------
 
     def _epochs(self) -> int:
         try:
@@ -121,66 +347,78 @@ class TrainingPanel:
         try:
             n = int(float(self.state.train_cases))
         except (TypeError, ValueError):
-            n = 2
-        n = min(max(n, 2), MAX_CASES)
+            n = MIN_CASES
+        n = min(max(n, MIN_CASES), MAX_CASES)
         others = sorted(c.id for c in self.app.cases.values() if c.modality == case.modality and c.id != case.id)
         if not others:
             raise InputError(f"No other {case.modality} case in the catalogue: a job needs at least 2 cases.")
         return [case.id, *others[: n - 1]]
 
-    def _dataset(self, ids: list[str]) -> Path:
-        """``training/datasets/<ids>``: made once with simulated extreme points (worker thread), then reused."""
-        from WeakAnnotateLib.data.dataset import MANIFEST, create_from_cases
+    def section(self, info: TrainingMethodInfo) -> dict[str, Any]:
+        """The method's own fields as the page holds them, typed; a job field's name becomes its folder."""
+        values = {}
+        for f in shown_fields(info):
+            value = field_value(f, self.state[field_key(info.name, f.name)])
+            if f.name in JOB_FIELDS and value:
+                value = str(self._inside("jobs", value))
+            values[f.name] = value
+        return values
 
-        folder = self._inside("datasets", "-".join(ids))
-        if not (folder / MANIFEST).is_file():
-            create_from_cases(folder, ids, data_dir=self.data_dir)
-        return folder
+    def spec_document(self, info: TrainingMethodInfo, dataset: Path, output: Path, ids: list[str]) -> dict[str, Any]:
+        """The job spec: a worker job gets the small common fields, the validation case and the test hooks; a
+        standalone job (its own flat spec) only the dataset, the output and the Epochs when it has them."""
+        epochs = self._epochs()
+        section = self.section(info)
+        common: dict[str, Any] = {"dataset": str(dataset), "output": str(output)}
+        if info.standalone:
+            if any(f.name == "epochs" for f in info.fields()):
+                section["epochs"] = epochs
+        else:
+            hooks = self.state.train_test_hooks or {}
+            common.update(epochs=epochs, validation_cases=[ids[-1]], **SMALL_SPEC)
+            common.update({k: hooks[k] for k in TEST_HOOKS if k in hooks})
+        return job_document(info.name, common, section)
 
-    # --- actions ---
+    # --- actions --------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        from WeakAnnotateLib.jobs.runner import TrainingJob
-
         if self.app.case is None or self.state.train_running or self.state.train_busy:
             return  # (a cancelled worker may still be exiting: that does not block a new job in a new folder)
         self._set(train_error="", train_busy=True, train_text="Building the dataset…", train_progress=0)
         await asyncio.sleep(0.05)
+        spec_path: Path | None = None
         try:
-            method = self.state.train_method
-            if method not in METHODS:
-                raise InputError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
-            epochs = self._epochs()
+            info = registry.training_method(self.state.train_method)
             ids = self.case_ids()
-            dataset = await asyncio.to_thread(self._dataset, ids)
-            name = f"{method}-{time.strftime('%Y%m%d-%H%M%S')}"
+            self.section(info)  # a bad field is refused before the dataset is built
+            self._epochs()
+            dataset = await asyncio.to_thread(training_dataset, self._inside("datasets", "-".join(ids)), ids,
+                                              self.data_dir)  # fmt: skip
+            name = f"{info.name}-{time.strftime('%Y%m%d-%H%M%S')}"
             output = self._inside("jobs", name)
             n = 1
-            while output.exists():
+            while output.exists() or output.with_suffix(".json").exists():
                 n += 1
                 output = self._inside("jobs", f"{name}-{n}")
-            spec = {
-                "dataset": str(dataset),
-                "output": str(output),
-                "method": method,
-                "epochs": epochs,
-                "validation_cases": [ids[-1]],
-                **SMALL_SPEC,
-            }
-            spec_path = TrainingJob.write_spec(spec, output.with_suffix(".json"))
+            spec_path = TrainingJob.write_spec(
+                self.spec_document(info, dataset, output, ids), output.with_suffix(".json")
+            )
             job = TrainingJob(spec_path, env=_worker_env())
-            job.start()  # validates first: a bad spec is an InputError naming the field
+            job.start()  # validates first: a bad spec is an InputError naming the field or what the data lacks
         except InputError as e:
+            if spec_path is not None:
+                spec_path.unlink(missing_ok=True)  # nothing started: no job to keep a record of
             self._set(train_error=str(e), train_busy=False, train_text="")
             return
         self.job = job
         self._losses, self._dices = [], []
+        validation = "" if info.standalone else f"; validation: {ids[-1]}"
         self._set(
             train_state="running",
             train_running=True,
             train_busy=False,
             train_curve=curve_svg([], []),
-            train_text=f"Started {output.name} on {len(ids)} cases ({', '.join(ids)}); validation: {ids[-1]}.",
+            train_text=f"Started {output.name} ({info.title}) on {len(ids)} cases ({', '.join(ids)}){validation}.",
         )
         self._watcher = asyncio.ensure_future(self._watch(job))
 
@@ -211,9 +449,10 @@ class TrainingPanel:
             kind = e.get("event")
             if kind == "start":
                 epochs = int(e.get("epochs", epochs))
-                text = f"Started on {e.get('device')}: {epochs} epochs."
+                where = f" on {e['device']}" if e.get("device") else ""
+                text = f"Started{where}: {epochs} epochs."
             elif kind == "prepare":
-                text = f"Preparing crops: {e.get('index', 0) + 1} / {e.get('total')}."
+                text = f"Preparing crops: {e.get('index', 1)} / {e.get('total')}."
             elif kind == "step":
                 self._losses.append(float(e.get("loss", 0.0)))
                 steps = max(int(e.get("steps", 1)), 1)
@@ -223,6 +462,8 @@ class TrainingPanel:
                 epochs = int(e.get("epochs", epochs))
                 if e.get("val_dice") is not None:
                     self._dices.append(float(e["val_dice"]))
+                elif "step" not in e:  # a job without step lines (box_patch_classifier): the epoch's loss
+                    self._losses.append(float(e.get("loss", 0.0)))
                 progress = 100.0 * int(e["epoch"]) / max(epochs, 1)
                 dice = e.get("val_dice")
                 text = f"Epoch {e['epoch']} / {epochs}: loss {float(e.get('loss', 0)):.3f}" + (
@@ -239,6 +480,7 @@ class TrainingPanel:
             self.model_path = job.output
             updates.update(train_progress=100, train_model=job.output.name)
             updates["train_text"] = f"Done: model {job.output.name}. Press 'Apply model to this case'."
+            self.refresh_job_choices()
         elif job.state == "cancelled":
             updates["train_text"] = "Cancelled; the last checkpoint is kept in the job folder."
         elif job.state == "failed":
@@ -247,9 +489,8 @@ class TrainingPanel:
 
     async def apply(self) -> None:
         """Predict with the last finished model on the open case (worker thread); the mask becomes a segment."""
-        from WeakAnnotateLib.core.colors import segment_color
+        # Why here: prediction imports torch and monai (seconds); the page must start without them.
         from WeakAnnotateLib.networks.prediction import load_model, predict_image
-        from WeakAnnotateLib.scene.mrml_adapter import image_of_node, points_of_node, set_segment_mask
 
         app = self.app
         if app.case is None or self.model_path is None:
@@ -259,21 +500,24 @@ class TrainingPanel:
         try:
             t0 = time.perf_counter()
             image = image_of_node(app.volume_node)
-            points, _ = points_of_node(app.points_nodes["extreme"])
+            # the points channel is the six extreme points: the mode of the annotation method that reads them
+            points_mode = next((m for m in app.modes.values() if m.method.annotation == "extreme_points"), None)
+            node = points_mode.points_node if points_mode is not None else None
+            points = points_of_node(node)[0] if node is not None else []
             model = await asyncio.to_thread(load_model, self.model_path)
             if model.needs_points and len(points) != 6:
+                where = f"in '{points_mode.title}' mode " if points_mode is not None else ""
                 raise InputError(
-                    f"Model {model.name!r} needs the six extreme points of this case: place them in "
-                    f"'Extreme points' mode first (got {len(points)})."
+                    f"Model {model.name!r} needs the six extreme points of this case: place them {where}first "
+                    f"(got {len(points)})."
                 )
             mask, _ = await asyncio.to_thread(predict_image, model, image, points if model.needs_points else None)
             name = f"model {self.model_path.name}"
             set_segment_mask(app.rt, app.segmentation_node, mask, image.geometry, name, segment_color(name))
-            for view in app._slice_views():
-                view.schedule_render()
+            app.render_views()
             dt = time.perf_counter() - t0
             self._set(train_text=f"Segment '{name}': {int(mask.sum())} voxels in {dt:.1f} s.")
-            app._report(status=f"Model applied: segment '{name}' ({int(mask.sum())} voxels).")
+            app.report(status=f"Model applied: segment '{name}' ({int(mask.sum())} voxels).")
         except InputError as e:
             self._set(train_error=str(e), train_text="")
         finally:
@@ -291,8 +535,6 @@ class TrainingPanel:
 
 
 def _worker_env() -> dict[str, str]:
-    import os
-
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("WEAKANNOTATE_THREADS", "1")

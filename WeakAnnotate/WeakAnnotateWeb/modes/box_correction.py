@@ -1,0 +1,210 @@
+"""Box mode: two opposite corners → an ROI and its voxels as a segment; *Correct boxes* (``serve --box-model``)
+tightens it slice by slice with the patch classifier; *Save* also writes the corrected slice boxes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from trame.widgets import html
+from trame.widgets import vuetify3 as v3
+from WeakAnnotateLib.core.colors import segment_color
+from WeakAnnotateLib.core.errors import InputError
+from WeakAnnotateLib.evaluation.simulate import box_mask
+from WeakAnnotateLib.methods.box_correction.classifier import apply_to_nodes, modality_warnings
+from WeakAnnotateLib.scene.markups_io import check_box
+from WeakAnnotateLib.scene.mrml_adapter import (
+    Box,
+    add_roi_node,
+    box_of_node,
+    image_of_node,
+    points_of_node,
+    remove_node,
+    set_segment_mask,
+)
+
+from .base import Mode, SavePlan, register
+
+BOX_CORNERS = 2
+NO_BOX_MODEL_MESSAGE = "Correcting boxes needs a trained classifier: start the server with --box-model FOLDER."
+SLICE_BOXES_SUFFIX_STEM = "_slice_boxes"  # Save: <name>_slice_boxes.json beside <name>.mrk.json
+
+
+@register
+class BoxCorrectionMode(Mode):
+    method_name = "box_correction"
+    label_format = "C%d"
+    color = (1.0, 1.0, 0.0)
+    save_name = "box"
+    action = "Make box"
+    points_what = "box corners"
+
+    def __init__(self, app: Any, method: Any) -> None:
+        super().__init__(app, method)
+        self.roi_node: Any = None  # the ROI made from the two corners
+        self.box_model = app.box_model  # a BoxCorrectionModel (serve --box-model) or None
+        self.box_model_path = app.box_model_path
+        self.correction: Any = None  # the last BoxCorrectionResult, for the ROI box it was computed on
+        self.correction_box: Box | None = None
+        self.segment_ids: dict[str, str] = {}  # "raw"/"corrected" segment IDs of that result
+        self.state.box_model_loaded = self.box_model is not None
+        self.state.no_box_model_message = NO_BOX_MODEL_MESSAGE
+
+    @property
+    def hint(self) -> str:
+        return "Click two opposite corners of a box around the object (on different slices), then 'Make box'."
+
+    def count_text(self, n: int) -> str:
+        return f"{n} / {BOX_CORNERS} corners"
+
+    def describe_points(self, n: int) -> tuple[str, str]:
+        error = ""
+        if n > BOX_CORNERS:
+            error = f"A box needs 2 corners, got {n}. Press 'Undo point' to remove the last one."
+        return f"{n} / {BOX_CORNERS} corners placed." + (" Press 'Make box'." if n == BOX_CORNERS else ""), error
+
+    def build_ui(self) -> None:
+        v3.VBtn(
+            "Make box",
+            click=self.make_box,
+            id="make-box",
+            color="primary",
+            block=True,
+            disabled=("!case_id || busy",),
+        )
+        with html.Div(classes="mt-2"):
+            v3.VBtn(
+                "Correct boxes",
+                click=self.correct_boxes,
+                id="correct-boxes",
+                color="secondary",
+                block=True,
+                disabled=("!case_id || busy || !box_model_loaded",),
+                title=("box_model_loaded ? 'Tighten the box slice by slice' : no_box_model_message",),
+            )
+            html.Div(
+                "{{ no_box_model_message }}",
+                v_if=("!box_model_loaded",),
+                classes="text-caption mt-1",
+                id="no-box-model",
+            )
+
+    def show(self, visible: bool) -> None:
+        super().show(visible)
+        if self.roi_node is not None:
+            self.roi_node.GetDisplayNode().SetVisibility(visible)
+
+    def case_closed(self) -> None:
+        remove_node(self.app.slicer.scene, self.roi_node)
+        self.roi_node = None
+        self.forget_correction()
+
+    # --- the box ---------------------------------------------------------------------------------------
+
+    def make_box(self) -> None:
+        """An axis-aligned ROI spanning the two corners, and its voxels as a segment."""
+        if self.app.case is None:
+            return
+        try:
+            self.show_box()
+        except InputError as e:
+            self.app.report(error=str(e))
+
+    def show_box(self) -> None:
+        app = self.app
+        corners, _ = points_of_node(self.points_node)
+        if len(corners) != BOX_CORNERS:
+            raise InputError(f"A box needs 2 corners, got {len(corners)}: click two opposite corners.")
+        image = image_of_node(app.volume_node)
+        box = Box(center=corners.mean(axis=0), size=np.abs(corners[1] - corners[0]), axes=np.eye(3))
+        check_box(box, image.geometry)
+        mask = box_mask(box, image.geometry)
+        if not mask.any():
+            raise InputError("The box contains no voxel centre of the image; click its corners on the image.")
+        name = f"{self.state.segment_name or 'object'} box"
+        self.forget_correction(remove_segments=True)  # its boxes belong to the old box
+        remove_node(app.slicer.scene, self.roi_node)
+        self.roi_node = add_roi_node(app.rt, box, "box")
+        set_segment_mask(app.rt, app.segmentation_node, mask, image.geometry, name, segment_color(name))
+        size = " x ".join(f"{v:.1f}" for v in box.size)
+        app.report(status=f"Box {size} mm: segment '{name}' ({int(mask.sum())} voxels).")
+        app.render_views()
+
+    # --- box correction -------------------------------------------------------------------------------
+
+    def forget_correction(self, *, remove_segments: bool = False) -> None:
+        """Drop the last correction (a new box or case); optionally remove its two segments from the scene."""
+        segmentation_node = self.app.segmentation_node
+        if remove_segments and segmentation_node is not None:
+            segmentation = segmentation_node.GetSegmentation()
+            for segment_id in self.segment_ids.values():
+                if segmentation.GetSegment(segment_id) is not None:
+                    segmentation.RemoveSegment(segment_id)
+        self.correction = self.correction_box = None
+        self.segment_ids = {}
+
+    async def correct_boxes(self) -> None:
+        """Tighten the current box slice by slice (``box_correction.apply_to_nodes``); the raw and corrected
+        slice boxes appear as two segments."""
+        app = self.app
+        if app.case is None:
+            return
+        if self.box_model is None:
+            app.report(error=NO_BOX_MODEL_MESSAGE)
+            return
+        if self.roi_node is None:
+            app.report(error="No box yet: place two corners and press 'Make box', then 'Correct boxes'.")
+            return
+        await app.show_busy("Correcting the box slice by slice…")
+        try:
+            self.show_correction()
+        except InputError as e:
+            app.report(error=str(e))
+        finally:
+            app.set_busy(False)
+
+    def show_correction(self) -> None:
+        app = self.app
+        name = self.state.segment_name or "object"
+        box = box_of_node(self.roi_node)
+        self.forget_correction(remove_segments=True)
+        result, ids = apply_to_nodes(
+            app.rt, app.volume_node, self.roi_node, app.segmentation_node, self.box_model, name=name
+        )
+        # apply_to_nodes checks the box's intensities; the case's modality against the training modalities here
+        result.warnings.extend(
+            w for w in modality_warnings(self.box_model, np.empty(0), app.case.modality) if w not in result.warnings
+        )
+        self.correction, self.correction_box, self.segment_ids = result, box, ids
+        status = f"Corrected {len(result.slices)} slice boxes in {result.seconds:.2f} s."
+        status += "".join(f" Warning: {w}" for w in result.warnings)
+        app.report(status=status)
+        app.render_views()
+
+    def slice_boxes_document(self) -> dict[str, Any] | None:
+        """The corrected boxes of the current ROI as ``BoxCorrectionResult.to_json``; None without a correction.
+        A box moved since 'Correct boxes' is an :class:`InputError` (the boxes would belong to the old one)."""
+        if self.correction is None or self.roi_node is None:
+            return None
+        box, old = box_of_node(self.roi_node), self.correction_box
+        if not (np.allclose(box.center, old.center, atol=1e-3) and np.allclose(box.size, old.size, atol=1e-3)):
+            raise InputError("The box changed since 'Correct boxes': press 'Correct boxes' again before saving.")
+        return self.correction.to_json(
+            image=self.app.case.id,
+            model=self.box_model.info.get("name", self.box_model_path),
+            patch_size=self.box_model.params.patch_size,
+        )
+
+    # --- save -----------------------------------------------------------------------------------------
+
+    def save_plan(self, name: str) -> SavePlan:
+        """The ROI as ``<name>.mrk.json``; after 'Correct boxes' also ``<name>_slice_boxes.json``. Without a
+        correction an older ``<name>_slice_boxes.json`` is removed: it belonged to another box."""
+        if self.roi_node is None:
+            raise InputError("Nothing to save: press 'Make box' first.")
+        boxes_path: Path = self.app.workspace.path(self.app.case.id, f"{name}{SLICE_BOXES_SUFFIX_STEM}", ".json")
+        document = self.slice_boxes_document()
+        if document is None:
+            return SavePlan(self.roi_node, stale=[boxes_path])
+        return SavePlan(self.roi_node, documents=[(boxes_path, document)])
