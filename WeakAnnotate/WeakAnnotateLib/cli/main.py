@@ -3,7 +3,8 @@ descriptor's ``command``), and commands other installed packages declare (the we
 
 Every sub-command module has ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
 Bad input raises :class:`~WeakAnnotateLib.core.errors.InputError`; it is printed as one line and the command
-exits with status 2, having written nothing.
+exits with status 2, having written nothing. A write that fails (full disk, read-only folder) raises
+:class:`~WeakAnnotateLib.core.errors.WriteError`: one line, exit status 1, the previous file unchanged.
 
 Why an entry-point group for ``serve``: the web face is a separate package above the logic layer; it declares
 its command in ``pyproject.toml`` (``[project.entry-points."weakannotate.commands"]``) and the logic layer
@@ -18,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 
-from ..core.errors import InputError
+from ..core.errors import InputError, WriteError
 from ..methods import registry
 
 GENERIC_COMMANDS = ("evaluate", "simulate", "demo", "methods", "dataset", "train", "predict")
@@ -51,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
+    except WriteError as e:
+        print(f"weakannotate {args.command}: error: {e}", file=sys.stderr)
+        return 1
     except InputError as e:
         print(f"weakannotate {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -8,3 +8,9 @@ panels show it in their status line) and never a traceback.
 
 class InputError(ValueError):
     """Bad input from the user: a file, an annotation or a parameter that cannot be used."""
+
+
+class WriteError(InputError):
+    """A file could not be written (full disk, read-only or missing folder, no permission): one line naming the
+    file and the cause; the previous file is unchanged. A subclass of InputError so that every face already
+    shows it as a message; the CLI exits with status 1 for it (the input was fine)."""

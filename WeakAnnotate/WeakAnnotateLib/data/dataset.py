@@ -33,7 +33,6 @@ from ..files.cases import find_case
 from ..files.image_io import Image, read_image, read_mask, select_label
 
 MANIFEST = "dataset.json"
-ANNOTATION_KINDS = ("extreme_points", "box", "surface_points")
 
 
 # --- manifest -----------------------------------------------------------------------------------------

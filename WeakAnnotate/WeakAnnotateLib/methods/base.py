@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import typing
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from ..core.errors import InputError
@@ -40,14 +40,7 @@ class FieldInfo:
     minimum: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "type": self.type,
-            "default": self.default,
-            "help": self.help,
-            "choices": list(self.choices),
-            "minimum": self.minimum,
-        }
+        return {**asdict(self), "choices": list(self.choices)}
 
 
 def _type_text(annotation: Any) -> str:
