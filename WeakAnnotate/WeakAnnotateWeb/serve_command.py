@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from WeakAnnotateLib.core.errors import InputError
+from WeakAnnotateLib.core.numbers import number_option
 
 NAME = "serve"
 HELP = "Serve the annotation web app (slice views, extreme/surface points, box, save, training) on 127.0.0.1."
@@ -28,7 +29,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="the only folder the page writes annotations to, one sub-folder per case (default ./weakannotate-work)",
     )
     p.add_argument("--case", help="open this catalogue case at start")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    p.add_argument(
+        "--port",
+        type=number_option(0, 65_535, integer=True),
+        default=8080,
+        help="port (default 8080; 0 picks a free one)",
+    )
     p.add_argument(
         "--host",
         default="127.0.0.1",

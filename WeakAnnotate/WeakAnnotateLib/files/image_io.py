@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -141,10 +142,79 @@ def geometry_of(image: sitk.Image) -> Geometry:
     return Geometry.from_lps(image.GetSpacing(), image.GetOrigin(), image.GetDirection(), image.GetSize())
 
 
+def header_spacing(path: Path) -> list[float] | None:
+    """The voxel spacing a file's header states, before ITK reads it (ITK turns a zero spacing into 1 mm
+    without a word); None for formats read otherwise (DICOM) or a header without one."""
+    suffix = full_suffix(path)
+    try:
+        if suffix in (".nii", ".nii.gz"):
+            import nibabel
+
+            return [float(v) for v in nibabel.load(str(path)).header["pixdim"][1:4]]
+        if suffix in (".nrrd", ".nhdr", ".seg.nrrd", ".mha", ".mhd"):
+            with open(path, "rb") as f:
+                head = f.read(65536).split(b"\n\n", 1)[0].decode("latin-1")
+            separator = "=" if suffix in (".mha", ".mhd") else ":"
+            for line in head.splitlines():
+                key, _, value = line.partition(separator)
+                key = key.strip().lower()
+                if key == "spacings":
+                    return [float(v) for v in value.split()[:3]]
+                if key == "elementspacing":
+                    return [float(v) for v in value.split()[:3]]
+                if key == "space directions":
+                    vectors = [v for v in value.replace(" ", "").split(")") if v.strip("(")]
+                    out = []
+                    for v in vectors:
+                        if v.strip("(").lower() == "none":
+                            continue
+                        comps = [float(c) for c in v.strip("(").split(",")]
+                        out.append(float(np.linalg.norm(comps)))
+                    return out[:3]
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_spacing(spacing: Any, path: str | Path, what: str = "image") -> None:
+    values = [float(v) for v in spacing]
+    bad = [v for v in values if not np.isfinite(v) or v <= 0]
+    if bad:
+        raise InputError(
+            f"{what.capitalize()} {path} has a voxel spacing of {' x '.join(f'{v:g}' for v in values)} mm; every "
+            "spacing must be a positive number. Fix the file's header (e.g. in Slicer: Volumes › Volume "
+            "information) and try again."
+        )
+
+
+def check_finite(array: np.ndarray, path: str | Path, what: str = "image") -> None:
+    """NaN / Inf voxels wreck every method silently: refused with their count and where the first one is."""
+    if not np.issubdtype(array.dtype, np.floating):
+        return
+    bad = ~np.isfinite(array)
+    n = int(np.count_nonzero(bad))
+    if n:
+        first = np.argwhere(bad)[0].tolist()
+        kinds = "NaN" if np.isnan(array[bad]).all() else "NaN/Inf"
+        raise InputError(
+            f"{what.capitalize()} {path} has {n} {kinds} voxel(s) (the first at array index [k, j, i] = {first}); "
+            "replace them with a number (e.g. the image's minimum) and try again."
+        )
+
+
 def read_image(path: str | Path, *, series_uid: str | None = None, what: str = "image") -> Image:
-    """Read a 3D scalar image as (array [k, j, i], geometry)."""
+    """Read a 3D scalar image as (array [k, j, i], geometry); NaN/Inf voxels and a zero, negative or
+    non-finite spacing (in the header or after reading) are refused."""
+    path = Path(path)
+    if path.is_file():
+        stated = header_spacing(path)
+        if stated is not None:
+            check_spacing(stated, path, what)
     image = read_sitk(path, series_uid=series_uid, what=what)
-    return Image(sitk.GetArrayFromImage(image), geometry_of(image), image_name(path))
+    check_spacing(image.GetSpacing(), path, what)
+    array = sitk.GetArrayFromImage(image)
+    check_finite(array, path, what)
+    return Image(array, geometry_of(image), image_name(path))
 
 
 def read_mask(
@@ -189,6 +259,16 @@ def write_image(path: str | Path, array: np.ndarray, geometry: Geometry) -> Path
         raise InputError(f"Cannot write {path}: use .nii.gz, .nii, .nrrd or .mha.")
     if array.shape != geometry.shape:
         raise InputError(f"Array shape {array.shape} does not match the grid {geometry.shape}.")
-    with atomic_output(path) as tmp:
+
+    def same_size(tmp: Path) -> None:  # a short write of a compressed NRRD/MHA is found only by reading it
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(tmp))
+        reader.ReadImageInformation()
+        if tuple(reader.GetSize()) != tuple(int(s) for s in array.shape[::-1]):
+            raise ValueError(f"the written file holds a {reader.GetSize()} image, not {array.shape[::-1]}")
+        if full_suffix(tmp) not in (".nii", ".nii.gz"):
+            reader.Execute()
+
+    with atomic_output(path, check=same_size) as tmp:
         sitk.WriteImage(to_sitk(array, geometry), str(tmp), useCompression=True)
     return path

@@ -9,6 +9,7 @@ integer, got "two"``), so a panel can point at the widget and the CLI at the lin
 from __future__ import annotations
 
 import json
+import math
 import types
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -129,6 +130,9 @@ def checked_fields(doc: Any, spec_class: type, what: str = "job spec") -> dict[s
             continue
         if not _type_ok(doc[name], hints[name]):
             raise InputError(f"{name}: expected {_type_name(hints[name])}, got {json.dumps(doc[name])}.")
+        values = doc[name] if isinstance(doc[name], list) else [doc[name]]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise InputError(f"{name}: must be a finite number, got {json.dumps(doc[name])}.")
     return {k: (float(v) if hints[k] is float else v) for k, v in doc.items()}
 
 

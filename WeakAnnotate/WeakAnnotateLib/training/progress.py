@@ -33,7 +33,7 @@ class Progress:
     def emit(self, event: str, **fields: Any) -> dict[str, Any]:
         line = {"event": event, "time": round(time.time(), 3), **fields}
         if self.enabled:
-            text = json.dumps(line, default=json_default)
+            text = json.dumps(finite(line), default=json_default, allow_nan=False)
             print(text, flush=True)
             if self.file is not None:
                 self.file.write(text + "\n")
@@ -43,6 +43,17 @@ class Progress:
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
+
+
+def finite(value: Any) -> Any:
+    """NaN and ±Inf become null: ``progress.jsonl`` stays valid JSON (bare ``NaN`` is not) for every reader."""
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
 
 
 def json_default(value: Any) -> Any:

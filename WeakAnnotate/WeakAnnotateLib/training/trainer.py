@@ -288,6 +288,11 @@ class Trainer:
                 state["step"] += 1
                 state["samples"] += int(x.shape[0]) * dist.world
                 loss_value = dist.sum(float(loss.item()))[0] / dist.world
+                if not math.isfinite(loss_value):  # every rank sees the same sum, so all stop together
+                    raise InputError(
+                        f"The loss became {loss_value} at epoch {epoch}, step {step_in_epoch}: training diverged "
+                        "(lower learning_rate, or check the images for extreme values); no model was written."
+                    )
                 losses.append(loss_value)
                 self.progress.emit(
                     "step",

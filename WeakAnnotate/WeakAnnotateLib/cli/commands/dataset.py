@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ...core.numbers import number_option
 from ...methods import registry
 
 NAME = "dataset"
@@ -17,9 +18,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--from-cases", nargs="+", required=True, metavar="ID", help="case ids from cases.json")
     c.add_argument("--output", required=True, help="new dataset folder")
     c.add_argument("--data", help="folder of cases.json (default: ../shared/data or $WEAKANNOTATE_DATA)")
-    c.add_argument("--label", type=int, help="object = this label value (default: every nonzero voxel)")
-    c.add_argument("--jitter-mm", type=float, default=0.0, help="move each simulated click up to this far")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument(
+        "--label",
+        type=number_option(1, 2**31 - 1, integer=True),
+        help="object = this label value (default: every nonzero voxel)",
+    )
+    c.add_argument(
+        "--jitter-mm", type=number_option(0, 100), default=0.0, help="move each simulated click up to this far"
+    )
+    c.add_argument("--seed", type=number_option(0, 2**32 - 1, integer=True), default=0)
     ls = sub.add_parser("list", help="cases, their state and annotation effort")
     ls.add_argument("folder")
     able = [m.name for m in registry.annotation_methods() if m.label_case]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...core.numbers import number_option
 from ...evaluation.annotation_set import AnnotationSet
 from ...evaluation.metrics import evaluate_masks
 from ...evaluation.overlay import overlay_png
@@ -28,11 +29,17 @@ DEFAULT_CASE = "brats_brats_2013_pat0001_1_Flair"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="folder with cases.json (default: ../shared/data beside the checkout)")
     p.add_argument("--case", default=DEFAULT_CASE, help=f"case id from cases.json (default {DEFAULT_CASE})")
-    p.add_argument("--label", type=int, help="object = this label (default: every nonzero label)")
+    p.add_argument(
+        "--label",
+        type=number_option(1, 2**31 - 1, integer=True),
+        help="object = this label (default: every nonzero label)",
+    )
     p.add_argument("--output", default="demo_output", help="output folder (default demo_output)")
-    p.add_argument("--jitter-mm", type=float, default=3.0, help="extreme-point jitter (default 3 mm, as a click)")
-    p.add_argument("--surface-points", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--jitter-mm", type=number_option(0, 100), default=3.0, help="extreme-point jitter (default 3 mm, as a click)"
+    )
+    p.add_argument("--surface-points", type=number_option(5, 10_000, integer=True), default=50)
+    p.add_argument("--seed", type=number_option(0, 2**32 - 1, integer=True), default=0)
 
 
 def _step(n: int, total: int, text: str) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ...core.numbers import number_option
 from ...evaluation.annotation_set import AnnotationSet
 from ...files.image_io import read_image, select_label
 
@@ -13,12 +14,33 @@ HELP = "Simulate 6 extreme points, a 3D box, per-slice 2D boxes and surface poin
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mask", required=True, help="reference label map")
-    p.add_argument("--label", type=int, help="object = this value (default: every nonzero voxel)")
+    p.add_argument(
+        "--label",
+        type=number_option(1, 2**31 - 1, integer=True),
+        help="object = this value (default: every nonzero voxel)",
+    )
     p.add_argument("--output-dir", required=True, help="folder for the .mrk.json files")
-    p.add_argument("--jitter-mm", type=float, default=0.0, help="move each extreme point up to this far (default 0)")
-    p.add_argument("--margin-mm", type=float, default=0.0, help="grow the 3D box by this on every side (default 0)")
-    p.add_argument("--surface-points", type=int, default=50, help="number of surface points (default 50)")
-    p.add_argument("--seed", type=int, default=0, help="random seed for jitter and surface sampling")
+    p.add_argument(
+        "--jitter-mm",
+        type=number_option(0, 100),
+        default=0.0,
+        help="move each extreme point up to this far (default 0)",
+    )
+    p.add_argument(
+        "--margin-mm", type=number_option(0, 500), default=0.0, help="grow the 3D box by this on every side (default 0)"
+    )
+    p.add_argument(
+        "--surface-points",
+        type=number_option(5, 10_000, integer=True),
+        default=50,
+        help="number of surface points (default 50)",
+    )
+    p.add_argument(
+        "--seed",
+        type=number_option(0, 2**32 - 1, integer=True),
+        default=0,
+        help="random seed for jitter and surface sampling",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+from ...core.numbers import number_option
 from ...jobs.spec import load_any, validate_any
 
 NAME = "train"
@@ -16,7 +17,12 @@ HELP = "Train a network from a job spec (JSON); progress as JSON lines; --resume
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--job", required=True, help="job spec (see docs/training.md; methods: weakannotate methods)")
     p.add_argument("--resume", action="store_true", help="continue from the job's last checkpoint")
-    p.add_argument("--nproc", type=int, default=1, help="processes (GPUs) for DDP through torchrun (default 1)")
+    p.add_argument(
+        "--nproc",
+        type=number_option(1, 64, integer=True),
+        default=1,
+        help="processes (GPUs) for DDP through torchrun (default 1)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

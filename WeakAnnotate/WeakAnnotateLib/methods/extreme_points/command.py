@@ -11,6 +11,7 @@ import numpy as np
 
 from ...core.atomic_files import atomic_output, full_suffix
 from ...core.errors import InputError
+from ...core.numbers import number_option
 from ...files.image_io import IMAGE_SUFFIXES, read_image, write_image
 from ...scene.markups_io import read_points
 from .segmenter import ExtremePointParams, segment_extreme_points
@@ -25,8 +26,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--points", required=True, help="six extreme points as a Slicer point list (.mrk.json)")
     p.add_argument("--output", required=True, help="mask to write (.nii.gz/.nrrd/.mha), uint8 0/1 on the image grid")
     p.add_argument("--probability", help="also write the foreground probability (float32, image grid)")
-    p.add_argument("--beta", type=float, default=d.beta, help=f"random walker edge sharpness (default {d.beta})")
-    p.add_argument("--padding-mm", type=float, default=d.padding_mm, help=f"box padding (default {d.padding_mm})")
+    p.add_argument(
+        "--beta",
+        type=number_option(0, 10_000, exclusive_minimum=True),
+        default=d.beta,
+        help=f"random walker edge sharpness (default {d.beta})",
+    )
+    p.add_argument(
+        "--padding-mm", type=number_option(0, 500), default=d.padding_mm, help=f"box padding (default {d.padding_mm})"
+    )
     p.add_argument("--json", action="store_true", help="print timings and seed counts as JSON")
 
 

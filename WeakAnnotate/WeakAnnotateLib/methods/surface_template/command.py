@@ -12,6 +12,7 @@ import numpy as np
 
 from ...core.atomic_files import full_suffix
 from ...core.errors import InputError
+from ...core.numbers import number_option
 from ...files.image_io import IMAGE_SUFFIXES, read_image, write_image
 from ...scene.markups_io import read_points
 from .active_surface import MIN_POINTS, SurfaceParams, fit_surface
@@ -25,9 +26,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image", required=True, help="3D image (NIfTI/NRRD/MHA or a DICOM folder): the output grid")
     p.add_argument("--points", required=True, help=f"≥ {MIN_POINTS} surface points as a Slicer point list (.mrk.json)")
     p.add_argument("--output", required=True, help="mask to write (.nii.gz/.nrrd/.mha), uint8 0/1 on the image grid")
-    p.add_argument("--subdivisions", type=int, default=d.subdivisions, help="icosphere level (4: 2,562 vertices)")
-    p.add_argument("--data-weight", type=float, default=d.data_weight, help=f"w (default {d.data_weight})")
-    p.add_argument("--iterations", type=int, default=d.iterations, help=f"outer iterations (default {d.iterations})")
+    p.add_argument(
+        "--subdivisions",
+        type=number_option(1, 6, integer=True),
+        default=d.subdivisions,
+        help="icosphere level (4: 2,562 vertices)",
+    )
+    p.add_argument(
+        "--data-weight",
+        type=number_option(0, 1e6, exclusive_minimum=True),
+        default=d.data_weight,
+        help=f"w (default {d.data_weight})",
+    )
+    p.add_argument(
+        "--iterations",
+        type=number_option(1, 1000, integer=True),
+        default=d.iterations,
+        help=f"outer iterations (default {d.iterations})",
+    )
     p.add_argument("--json", action="store_true", help="print a summary as JSON")
 
 
