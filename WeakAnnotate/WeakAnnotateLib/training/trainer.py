@@ -6,6 +6,7 @@ the registry); the contract a panel relies on is written there and in ``docs/tra
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..core.atomic_files import atomic_output
+from ..core.errors import InputError
 from ..data.dataset import CropCache, CropDataset, DatasetFolder, object_bounds, read_reference
 from ..evaluation.metrics import dice
 from ..files.image_io import read_image
