@@ -162,17 +162,12 @@ class BoxCorrectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onApplyButton(self) -> None:
         """Run processing when user clicks "Apply" button."""
-        from WeakAnnotateLib.core.errors import InputError
+        from WeakAnnotateDesktop.status import showing_input_errors
 
         p = self._parameterNode
         self.ui.statusLabel.text = ""
-        with slicer.util.tryWithErrorDisplay("Box correction failed.", waitCursor=True):
-            try:
-                result = self.logic.process(p.inputVolume, p.inputBox, p.outputSegmentation, p.modelPath.strip())
-            except InputError as error:
-                # Bad input is the user's to fix: one clear line, no traceback.
-                self.ui.statusLabel.text = str(error)
-                return
+        with showing_input_errors(self.ui.statusLabel, "Box correction failed.", wait_cursor=True):
+            result = self.logic.process(p.inputVolume, p.inputBox, p.outputSegmentation, p.modelPath.strip())
             lines = [
                 f"{len(result.slices)} slice boxes tightened in {result.seconds:.2f} s: "
                 "segments 'raw boxes' (before) and 'corrected' (the pseudo-mask)."
@@ -182,15 +177,11 @@ class BoxCorrectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onAcceptButton(self) -> None:
         """Store the corrected boxes as the user left them (edit the 'corrected' segment first if needed)."""
-        from WeakAnnotateLib.core.errors import InputError
+        from WeakAnnotateDesktop.status import showing_input_errors
 
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay("Accepting the boxes failed.", waitCursor=True):
-            try:
-                accepted = self.logic.accept(p.inputVolume, p.inputBox, p.outputSegmentation, p.boxesPath.strip())
-            except InputError as error:
-                self.ui.statusLabel.text = str(error)
-                return
+        with showing_input_errors(self.ui.statusLabel, "Accepting the boxes failed.", wait_cursor=True):
+            accepted = self.logic.accept(p.inputVolume, p.inputBox, p.outputSegmentation, p.boxesPath.strip())
             self.ui.statusLabel.text = f"Stored {len(accepted.slices)} slice boxes in {p.boxesPath.strip()}."
 
 

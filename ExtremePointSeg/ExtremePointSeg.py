@@ -1,4 +1,3 @@
-import qt
 import slicer
 import vtk
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
@@ -82,14 +81,11 @@ class ExtremePointSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._observedPoints = None
-        # Dragging a point fires many events: re-run once, shortly after the last one.
-        self._autoUpdateTimer = qt.QTimer()
-        self._autoUpdateTimer.setSingleShot(True)
-        self._autoUpdateTimer.setInterval(150)
-        self._autoUpdateTimer.connect("timeout()", self.onAutoUpdate)
+        self._pointWatcher = None  # WeakAnnotateDesktop.points.PointListWatcher of the extreme points
 
     def setup(self) -> None:
+        from WeakAnnotateDesktop.points import PointListWatcher
+
         ScriptedLoadableModuleWidget.setup(self)
 
         # Load widget from .ui file (created by Qt Designer); the point table follows the points selector
@@ -108,12 +104,15 @@ class ExtremePointSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.editStoredPointsButton.connect("clicked(bool)", self.onEditStoredPoints)
         self.ui.extremePointsSelector.connect("nodeAddedByUser(vtkMRMLNode*)", self.logic.prepareExtremePointsNode)
+        # Placing or dropping a point re-runs the segmentation (auto update): once, shortly after a drag ends.
+        self._pointWatcher = PointListWatcher(self.onAutoUpdate, 150, active=self._autoUpdating)
 
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
-        self._autoUpdateTimer.stop()
+        if self._pointWatcher:
+            self._pointWatcher.stop()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -155,22 +154,9 @@ class ExtremePointSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
             self._checkCanApply()
 
-    def _observePoints(self, pointsNode) -> None:
-        """Follow the selected point list: placing or dropping a point triggers an update when enabled."""
-        if pointsNode is self._observedPoints:
-            return
-        if self._observedPoints is not None:
-            for event in self.logic.POINT_EVENTS:
-                self.removeObserver(self._observedPoints, event, self.onPointsChanged)
-        self._observedPoints = pointsNode
-        if pointsNode is not None:
-            for event in self.logic.POINT_EVENTS:
-                self.addObserver(pointsNode, event, self.onPointsChanged)
-
-    def onPointsChanged(self, caller=None, event=None) -> None:
+    def _autoUpdating(self) -> bool:
         p = self._parameterNode
-        if p and p.autoUpdate and self.ui.applyButton.enabled:
-            self._autoUpdateTimer.start()
+        return bool(p and p.autoUpdate and self.ui.applyButton.enabled)
 
     def onAutoUpdate(self) -> None:
         points = self._parameterNode.extremePoints if self._parameterNode else None
@@ -179,7 +165,7 @@ class ExtremePointSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         p = self._parameterNode
-        self._observePoints(p.extremePoints if p else None)
+        self._pointWatcher.follow(p.extremePoints if p else None)
         if p and p.inputVolume and p.extremePoints and p.outputSegmentation:
             self.ui.applyButton.toolTip = "Segment the object from the six extreme points."
             self.ui.applyButton.enabled = True
@@ -189,7 +175,7 @@ class ExtremePointSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onApplyButton(self) -> None:
         """Segment from the six points; bad input is reported in the panel and the scene is left as it was."""
-        from WeakAnnotateLib.core.errors import InputError
+        from WeakAnnotateDesktop.status import showing_input_errors
 
         p = self._parameterNode
         self.ui.statusLabel.text = "Segmenting…"
@@ -197,34 +183,25 @@ class ExtremePointSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.setRange(0, 0)  # busy: the solve is one step of well under a second
         slicer.app.processEvents()
         try:
-            with slicer.util.tryWithErrorDisplay("Extreme-point segmentation failed.", waitCursor=True):
-                try:
-                    summary = self.logic.process(
-                        p.inputVolume,
-                        p.extremePoints,
-                        p.outputSegmentation,
-                        p.targetSegmentName,
-                        showProbability=p.showProbability,
-                    )
-                except InputError as error:
-                    # Bad input is the user's to fix: one clear line, no traceback, scene unchanged.
-                    self.ui.statusLabel.text = str(error)
-                    return
-                self.ui.statusLabel.text = summary
+            with showing_input_errors(self.ui.statusLabel, "Extreme-point segmentation failed.", wait_cursor=True):
+                self.ui.statusLabel.text = self.logic.process(
+                    p.inputVolume,
+                    p.extremePoints,
+                    p.outputSegmentation,
+                    p.targetSegmentName,
+                    showProbability=p.showProbability,
+                )
         finally:
             self.ui.progressBar.visible = False
 
     def onEditStoredPoints(self) -> None:
         """Bring back the points stored with the target segment, so that the segment can be edited."""
-        from WeakAnnotateLib.core.errors import InputError
+        from WeakAnnotateDesktop.status import showing_input_errors
 
         p = self._parameterNode
-        try:
+        with showing_input_errors(self.ui.statusLabel):
             p.extremePoints = self.logic.pointsFromSegment(p.outputSegmentation, p.targetSegmentName)
-        except InputError as error:
-            self.ui.statusLabel.text = str(error)
-            return
-        self.ui.statusLabel.text = "Points restored from the segment: move them and Apply (or enable auto update)."
+            self.ui.statusLabel.text = "Points restored from the segment: move them and Apply (or enable auto update)."
 
 
 #
@@ -239,11 +216,6 @@ class ExtremePointSegLogic(ScriptedLoadableModuleLogic):
     """
 
     REQUIRED_POINTS = 6
-    POINT_EVENTS = (
-        slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
-        slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent,
-        slicer.vtkMRMLMarkupsNode.PointRemovedEvent,
-    )
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
@@ -330,18 +302,12 @@ class ExtremePointSegLogic(ScriptedLoadableModuleLogic):
 
     def pointsFromSegment(self, segmentationNode, segmentName: str):
         """A point list holding the six points stored with a segment by a previous Apply."""
-        from WeakAnnotateLib.core.errors import InputError
-        from WeakAnnotateLib.methods.extreme_points.segmenter import stored_extreme_points
-        from WeakAnnotateLib.scene.mrml_adapter import add_points_node
-        from WeakAnnotateLib.scene.slicer_runtime import get_runtime
+        from WeakAnnotateDesktop.points import points_node_from_segment
+        from WeakAnnotateLib.methods.extreme_points.segmenter import POINTS_TAG
 
-        if segmentationNode is None:
-            raise InputError("Select the segmentation that holds the segment.")
-        segmentId = segmentationNode.GetSegmentation().GetSegmentIdBySegmentName(segmentName)
-        points = stored_extreme_points(segmentationNode, segmentId) if segmentId else None
-        if points is None:
-            raise InputError(f"Segment '{segmentName}' has no stored extreme points; place six new points.")
-        node = add_points_node(get_runtime(), points, name=f"{segmentName} extreme points")
+        node = points_node_from_segment(
+            segmentationNode, segmentName, POINTS_TAG, what="extreme points", hint="place six new points"
+        )
         self.prepareExtremePointsNode(node)
         return node
 

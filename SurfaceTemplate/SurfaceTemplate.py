@@ -1,4 +1,3 @@
-import qt
 import slicer
 import vtk
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
@@ -79,14 +78,11 @@ class SurfaceTemplateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._observedPoints = None
-        # Dragging a point fires many events: update once, shortly after the last one.
-        self._autoUpdateTimer = qt.QTimer()
-        self._autoUpdateTimer.setSingleShot(True)
-        self._autoUpdateTimer.setInterval(100)
-        self._autoUpdateTimer.connect("timeout()", self.onAutoUpdate)
+        self._pointWatcher = None  # WeakAnnotateDesktop.points.PointListWatcher of the surface points
 
     def setup(self) -> None:
+        from WeakAnnotateDesktop.points import PointListWatcher
+
         ScriptedLoadableModuleWidget.setup(self)
 
         # Load widget from .ui file (created by Qt Designer); the point table follows the points selector
@@ -104,12 +100,18 @@ class SurfaceTemplateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.editStoredPointsButton.connect("clicked(bool)", self.onEditStoredPoints)
+        # Placing, moving or deleting a point starts the effort clock and deforms the template (auto update):
+        # once, shortly after a drag ends.
+        self._pointWatcher = PointListWatcher(
+            self.onAutoUpdate, 100, edited=self.logic.notePointsEdited, active=self._autoUpdating
+        )
 
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
-        self._autoUpdateTimer.stop()
+        if self._pointWatcher:
+            self._pointWatcher.stop()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -152,39 +154,24 @@ class SurfaceTemplateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
             self._checkCanApply()
 
-    def _observePoints(self, pointsNode) -> None:
-        """Follow the selected point list: placing, moving or deleting a point updates the template."""
-        if pointsNode is self._observedPoints:
-            return
-        if self._observedPoints is not None:
-            for event in self.logic.POINT_EVENTS:
-                self.removeObserver(self._observedPoints, event, self.onPointsChanged)
-        self._observedPoints = pointsNode
-        if pointsNode is not None:
-            for event in self.logic.POINT_EVENTS:
-                self.addObserver(pointsNode, event, self.onPointsChanged)
-
-    def onPointsChanged(self, caller=None, event=None) -> None:
-        self.logic.notePointsEdited(caller)
+    def _autoUpdating(self) -> bool:
         p = self._parameterNode
-        if p and p.autoUpdate and p.inputVolume:
-            self._autoUpdateTimer.start()
+        return bool(p and p.autoUpdate and p.inputVolume)
 
     def onAutoUpdate(self) -> None:
-        from WeakAnnotateLib.core.errors import InputError
+        from WeakAnnotateDesktop.status import showing_input_errors
 
         p = self._parameterNode
         if not p or not p.inputVolume or not p.surfacePoints:
             return
-        try:
+        # Too few points yet, or a point that would fold the surface: said in the status line, and the previous
+        # template stays shown.
+        with showing_input_errors(self.ui.statusLabel):
             self.ui.statusLabel.text = self.logic.updatePreview(p.inputVolume, p.surfacePoints)
-        except InputError as error:
-            # Too few points yet, or a point that would fold the surface: the previous template stays shown.
-            self.ui.statusLabel.text = str(error)
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         p = self._parameterNode
-        self._observePoints(p.surfacePoints if p else None)
+        self._pointWatcher.follow(p.surfacePoints if p else None)
         if p and p.inputVolume and p.surfacePoints and p.outputSegmentation:
             self.ui.applyButton.toolTip = "Rasterise the template into the target segment."
             self.ui.applyButton.enabled = True
@@ -194,30 +181,24 @@ class SurfaceTemplateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onApplyButton(self) -> None:
         """Fit, rasterise and store; bad input is reported in the panel and the scene is left as it was."""
-        from WeakAnnotateLib.core.errors import InputError
+        from WeakAnnotateDesktop.status import showing_input_errors
 
         p = self._parameterNode
         self.ui.statusLabel.text = ""
-        with slicer.util.tryWithErrorDisplay("Surface template fitting failed.", waitCursor=True):
-            try:
-                summary = self.logic.process(p.inputVolume, p.surfacePoints, p.outputSegmentation, p.targetSegmentName)
-            except InputError as error:
-                # Bad input is the user's to fix: one clear line, no traceback, scene unchanged.
-                self.ui.statusLabel.text = str(error)
-                return
-            self.ui.statusLabel.text = summary
+        with showing_input_errors(self.ui.statusLabel, "Surface template fitting failed.", wait_cursor=True):
+            self.ui.statusLabel.text = self.logic.process(
+                p.inputVolume, p.surfacePoints, p.outputSegmentation, p.targetSegmentName
+            )
 
     def onEditStoredPoints(self) -> None:
         """Bring back the points stored with the target segment, so that its template can be edited."""
-        from WeakAnnotateLib.core.errors import InputError
+        from WeakAnnotateDesktop.status import showing_input_errors
 
         p = self._parameterNode
-        try:
+        with showing_input_errors(self.ui.statusLabel) as outcome:
             p.surfacePoints = self.logic.pointsFromSegment(p.outputSegmentation, p.targetSegmentName)
-        except InputError as error:
-            self.ui.statusLabel.text = str(error)
-            return
-        self.onAutoUpdate()
+        if outcome.ok:
+            self.onAutoUpdate()
 
 
 #
@@ -232,11 +213,6 @@ class SurfaceTemplateLogic(ScriptedLoadableModuleLogic):
     """
 
     MINIMUM_POINTS = 5
-    POINT_EVENTS = (
-        slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
-        slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent,
-        slicer.vtkMRMLMarkupsNode.PointRemovedEvent,
-    )
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
@@ -327,18 +303,12 @@ class SurfaceTemplateLogic(ScriptedLoadableModuleLogic):
 
     def pointsFromSegment(self, segmentationNode, segmentName: str):
         """A point list holding the points stored with a segment by a previous Apply."""
-        from WeakAnnotateLib.core.errors import InputError
-        from WeakAnnotateLib.methods.surface_template.nodes import stored_surface_points
-        from WeakAnnotateLib.scene.mrml_adapter import add_points_node
-        from WeakAnnotateLib.scene.slicer_runtime import get_runtime
+        from WeakAnnotateDesktop.points import points_node_from_segment
+        from WeakAnnotateLib.methods.surface_template.nodes import POINTS_TAG
 
-        if segmentationNode is None:
-            raise InputError("Select the segmentation that holds the segment.")
-        segmentId = segmentationNode.GetSegmentation().GetSegmentIdBySegmentName(segmentName)
-        points = stored_surface_points(segmentationNode, segmentId) if segmentId else None
-        if points is None:
-            raise InputError(f"Segment '{segmentName}' has no stored surface points; place new points.")
-        return add_points_node(get_runtime(), points, name=f"{segmentName} surface points")
+        return points_node_from_segment(
+            segmentationNode, segmentName, POINTS_TAG, what="surface points", hint="place new points"
+        )
 
 
 #
