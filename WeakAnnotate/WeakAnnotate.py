@@ -59,8 +59,13 @@ class WeakAnnotateParameterNode:
     referenceSegmentation - The reference segmentation (its first segment is used).
     predictionSegmentation - The segmentation to evaluate (its first segment is used).
     datasetFolder - The dataset folder (dataset.json) that training uses; jobs go to its jobs/ subfolder.
-    trainingMethod, epochs, learningRate, patchSize, batchSize, rounds, randomWalkerRounds, device - The job's
-        hyper-parameters: kept in the scene so that they are visible and persist (written into every job spec).
+    trainingMethod - The training method's name (the method combo box, filled from the method registry,
+        shows titles and keeps names as item data, so the panel sets this field itself; "" = the registry's
+        first).
+    methodOptions - JSON {method: {field: value}}: what the method form holds for each method (set by the
+        panel), so that switching methods loses nothing and the scene keeps it.
+    epochs, learningRate, patchSize, batchSize, device - The fields every method's job shares: kept in the
+        scene so that they are visible and persist (written into every job spec).
     applyPoints - Six clicks that give the crop (and the points channel) when a model is applied.
     """
 
@@ -68,13 +73,12 @@ class WeakAnnotateParameterNode:
     referenceSegmentation: vtkMRMLSegmentationNode
     predictionSegmentation: vtkMRMLSegmentationNode
     datasetFolder: str = ""
-    trainingMethod: str = "extreme_point_network"
+    trainingMethod: str = ""
+    methodOptions: str = ""
     epochs: int = 10
     learningRate: float = 0.001
     patchSize: int = 32
     batchSize: int = 2
-    rounds: int = 3
-    randomWalkerRounds: bool = True
     device: str = "auto"
     applyPoints: vtkMRMLMarkupsFiducialNode
 
@@ -98,9 +102,15 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._job = None  # TrainingJob of the last started job
         self._jobEpochs = 1
         self._shownDataset = None
-        self._timer = None
+        self._poller = None  # WeakAnnotateDesktop.jobs.JobPoller
+        self._methodForm = None  # WeakAnnotateDesktop.method_form.MethodForm
+        self._formOptions = None  # the methodOptions text the form was last shown from or wrote
 
     def setup(self) -> None:
+        from WeakAnnotateDesktop.jobs import JobPoller
+        from WeakAnnotateDesktop.method_form import MethodForm
+        from WeakAnnotateLib.methods import registry
+
         ScriptedLoadableModuleWidget.setup(self)
 
         # Load widget from .ui file (created by Qt Designer).
@@ -114,9 +124,16 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
+        # Every training method of the registry, by title; its name is the item's data.
+        for info in registry.training_methods():
+            self.ui.methodComboBox.addItem(info.title, info.name)
+            self.ui.methodComboBox.setItemData(self.ui.methodComboBox.count - 1, info.help, qt.Qt.ToolTipRole)
+        self._methodForm = MethodForm(self.ui.methodOptionsGroupBox.layout(), self.onMethodOptionsEdited)
+
         self.ui.evaluateButton.connect("clicked(bool)", self.onEvaluateButton)
         self.ui.browseDatasetButton.connect("clicked(bool)", self.onBrowseDataset)
         self.ui.pseudoLabelButton.connect("clicked(bool)", self.onPseudoLabel)
+        self.ui.methodComboBox.connect("currentIndexChanged(int)", self.onMethodSelected)
         self.ui.startTrainingButton.connect("clicked(bool)", self.onStartTraining)
         self.ui.cancelTrainingButton.connect("clicked(bool)", self.onCancelTraining)
         self.ui.resumeTrainingButton.connect("clicked(bool)", self.onResumeTraining)
@@ -125,18 +142,16 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.trainingLogText.setVisible(False)
         self.ui.lesionsTable.setVisible(False)  # shown after a PET model is applied
 
-        # Everything slow runs elsewhere (worker process, pseudo-label process, prediction thread); this timer
-        # only reads what they reported, so the GUI never waits for them.
-        self._timer = qt.QTimer()
-        self._timer.setInterval(500)
-        self._timer.connect("timeout()", self.onPoll)
+        # Everything slow runs elsewhere (training and pseudo-label jobs, the prediction thread); the poller's
+        # timer only reads what they reported, so the GUI never waits for them.
+        self._poller = JobPoller(500)
 
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
-        if self._timer:
-            self._timer.stop()
+        if self._poller:
+            self._poller.stop()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -173,24 +188,42 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
         self._parameterNode = inputParameterNode
+        self._formOptions = None  # another node: show its method and values
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
             self._checkCanApply()
 
     def _checkCanApply(self, caller=None, event=None) -> None:
+        from WeakAnnotateDesktop.method_options import shares_common_fields
+
         p = self._parameterNode
         if p and p.datasetFolder != self._shownDataset:
             self._shownDataset = p.datasetFolder
             self.refreshDataset()
+        info = self._showMethod()
         running = bool(self._job and self._job.running)
-        self.ui.startTrainingButton.enabled = bool(p and p.datasetFolder) and not running
+        self.ui.startTrainingButton.enabled = bool(p and p.datasetFolder and info) and not running
         self.ui.cancelTrainingButton.enabled = running
         self.ui.resumeTrainingButton.enabled = bool(
             self._job and not running and self._job.state in ("cancelled", "failed") and self.logic.canResume(self._job)
         )
-        self.ui.randomWalkerCheckBox.enabled = self.ui.roundsSpinBox.enabled = bool(
-            p and p.trainingMethod == "extreme_point_network"
+        # A standalone job (its own spec) has every setting in the method form; the common fields do not apply.
+        shared = bool(info and shares_common_fields(info))
+        for widget in (
+            self.ui.epochsSpinBox,
+            self.ui.learningRateSpinBox,
+            self.ui.patchSizeSpinBox,
+            self.ui.batchSizeSpinBox,
+            self.ui.deviceLineEdit,
+        ):
+            widget.enabled = shared
+        labelling = self.logic.pseudoLabelMethod(p.trainingMethod) if p else ""
+        self.ui.pseudoLabelButton.enabled = bool(p and p.datasetFolder and labelling) and not self.logic.pseudoLabelling
+        self.ui.pseudoLabelButton.toolTip = (
+            f"Pseudo-label every case's {labelling.replace('_', ' ')} annotation, in a background job."
+            if labelling
+            else "The chosen training method's annotation makes no pseudo-labels."
         )
         self.ui.applyModelButton.enabled = bool(p and p.inputVolume and self._selectedModel())
         if p and p.inputVolume and p.referenceSegmentation and p.predictionSegmentation:
@@ -202,20 +235,64 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onEvaluateButton(self) -> None:
         """Compare the prediction with the reference when the user clicks "Evaluate"."""
-        from WeakAnnotateLib.core.errors import InputError
+        from WeakAnnotateDesktop.status import showing_input_errors
 
         p = self._parameterNode
         self.ui.statusLabel.text = ""
         self.ui.resultsLabel.text = ""
-        with slicer.util.tryWithErrorDisplay("Evaluation failed.", waitCursor=True):
-            try:
-                results = self.logic.evaluate(p.inputVolume, p.referenceSegmentation, p.predictionSegmentation)
-            except InputError as error:
-                # Bad input is the user's to fix: one clear line, no traceback.
-                self.ui.statusLabel.text = str(error)
-                return
+        with showing_input_errors(self.ui.statusLabel, "Evaluation failed.", wait_cursor=True):
+            results = self.logic.evaluate(p.inputVolume, p.referenceSegmentation, p.predictionSegmentation)
             self.ui.resultsLabel.text = self.logic.resultsTable(results)
             self.ui.statusLabel.text = "Evaluated."
+
+    # --- the training method and its own fields ---------------------------------------------------------
+
+    def _showMethod(self):
+        """Bring the method combo box and form in line with the parameter node; the method's registry entry."""
+        from WeakAnnotateDesktop.method_options import form_values, read_store
+        from WeakAnnotateLib.methods import registry
+
+        p = self._parameterNode
+        if p is None:
+            return None
+        combo = self.ui.methodComboBox
+        index = combo.findData(p.trainingMethod)
+        if index < 0:  # none yet, or one this version does not have (an older scene): the registry's first
+            index = 0
+            p.trainingMethod = combo.itemData(index)  # observed: a nested call shows it; this one goes on alike
+        if combo.currentIndex != index:
+            wasBlocked = combo.blockSignals(True)
+            combo.currentIndex = index
+            combo.blockSignals(wasBlocked)
+        info = registry.training_method(combo.itemData(index))
+        if self._methodForm.method != info.name or self._formOptions != p.methodOptions:
+            kept = read_store(p.methodOptions).get(info.name, {})
+            self._methodForm.show(info.name, info.fields(), form_values(info.fields(), kept))
+            self._formOptions = p.methodOptions
+            text = info.help
+            if info.standalone:
+                text += " It runs its own job: all its settings are its options below."
+            if info.reference:
+                text += " It trains on the cases' reference masks, not on weak marks."
+            self.ui.methodHelpLabel.text = text
+            self.ui.methodOptionsGroupBox.title = f"{info.title}: options"
+            self.ui.methodOptionsGroupBox.visible = bool(info.fields())
+        return info
+
+    def onMethodSelected(self, index: int) -> None:
+        name = self.ui.methodComboBox.itemData(index)
+        if self._parameterNode and name and self._parameterNode.trainingMethod != name:
+            self._parameterNode.trainingMethod = name
+
+    def onMethodOptionsEdited(self) -> None:
+        """Keep the form's values of this method in the parameter node (parsed and checked only at Start)."""
+        from WeakAnnotateDesktop.method_options import write_store
+
+        p = self._parameterNode
+        if p is None or self._methodForm.method is None:
+            return
+        self._formOptions = write_store(p.methodOptions, self._methodForm.method, self._methodForm.values())
+        p.methodOptions = self._formOptions
 
     # --- dataset ---------------------------------------------------------------------------------------
 
@@ -228,16 +305,14 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def refreshDataset(self) -> None:
         """Fill the cases and models tables from the dataset folder (cheap: reads dataset.json and model.json)."""
-        from WeakAnnotateLib.core.errors import InputError
+        from WeakAnnotateDesktop.status import showing_input_errors
 
         folder = self._parameterNode.datasetFolder if self._parameterNode else ""
         cases, models = [], []
         if folder:
-            try:
+            with showing_input_errors(self.ui.trainingStatusLabel):
                 cases = self.logic.caseRows(folder)
                 models = self.logic.modelRows(folder)
-            except InputError as error:
-                self.ui.trainingStatusLabel.text = str(error)
         self._fillTable(
             self.ui.casesTable,
             ["Case", "State", "Clicks", "Seconds"],
@@ -269,35 +344,37 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return None
 
     def onPseudoLabel(self) -> None:
-        from WeakAnnotateLib.core.errors import InputError
+        from WeakAnnotateDesktop.status import showing_input_errors
 
-        try:
-            self.logic.startPseudoLabelling(self._parameterNode.datasetFolder)
-        except InputError as error:
-            self.ui.trainingStatusLabel.text = str(error)
-            return
-        self.ui.pseudoLabelButton.enabled = False
-        self.ui.trainingStatusLabel.text = "Pseudo-labelling the dataset in the background…"
-        self._timer.start()
+        p = self._parameterNode
+        with showing_input_errors(self.ui.trainingStatusLabel):
+            job = self.logic.startPseudoLabelling(p.datasetFolder, self.logic.pseudoLabelMethod(p.trainingMethod))
+            self.ui.trainingStatusLabel.text = "Pseudo-labelling the dataset in the background…"
+            self._poller.watch_job(job, self._showPseudoLabelEvent, self._pseudoLabellingEnded)
+        self._checkCanApply()
+
+    def _showPseudoLabelEvent(self, event: dict) -> None:
+        self.ui.trainingStatusLabel.text = self.logic.pseudoLabelText(event)
+
+    def _pseudoLabellingEnded(self, job) -> None:
+        self.refreshDataset()
+        self._checkCanApply()
 
     # --- training --------------------------------------------------------------------------------------
 
     def onStartTraining(self) -> None:
-        from WeakAnnotateLib.core.errors import InputError
+        from WeakAnnotateDesktop.status import showing_input_errors
 
         self.ui.trainingLogText.setVisible(False)
-        try:
+        # Rejected before anything started: the message names the field, or what the dataset lacks.
+        with showing_input_errors(self.ui.trainingStatusLabel):
             self._job = self.logic.startTraining(self._parameterNode)
-        except InputError as error:
-            # Rejected before anything started; the message names the field.
-            self.ui.trainingStatusLabel.text = str(error)
-            return
-        self._jobEpochs = 1
-        self.logic.resetPlot()
-        self.ui.trainingPlotWidget.setMRMLPlotViewNode(self.logic.plotViewNode)
-        self.ui.trainingProgressBar.value = 0
-        self.ui.trainingStatusLabel.text = f"Started {self._job.output.name}."
-        self._timer.start()
+            self._jobEpochs = 1
+            self.logic.resetPlot()
+            self.ui.trainingPlotWidget.setMRMLPlotViewNode(self.logic.plotViewNode)
+            self.ui.trainingProgressBar.value = 0
+            self.ui.trainingStatusLabel.text = f"Started {self._job.output.name}."
+            self._poller.watch_job(self._job, self._showEvent, self._trainingEnded)
         self._checkCanApply()
 
     def onCancelTraining(self) -> None:
@@ -306,48 +383,18 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.trainingStatusLabel.text = "Cancelling after the current step…"
 
     def onResumeTraining(self) -> None:
-        from WeakAnnotateLib.core.errors import InputError
+        from WeakAnnotateDesktop.status import showing_input_errors
 
-        try:
+        with showing_input_errors(self.ui.trainingStatusLabel):
             self._job.resume()
-        except InputError as error:
-            self.ui.trainingStatusLabel.text = str(error)
-            return
-        self.ui.trainingLogText.setVisible(False)
-        self.ui.trainingStatusLabel.text = f"Resumed {self._job.output.name}."
-        self._timer.start()
+            self.ui.trainingLogText.setVisible(False)
+            self.ui.trainingStatusLabel.text = f"Resumed {self._job.output.name}."
+            self._poller.watch_job(self._job, self._showEvent, self._trainingEnded)
         self._checkCanApply()
 
-    def onPoll(self) -> None:
-        """Timer tick: read what the background work reported; never waits for it."""
-        busy = False
-        if self._job is not None and (self._job.running or self._job.state == "running"):
-            busy = True
-            for event in self._job.poll():
-                self._showEvent(event)
-            if self._job.state != "running":
-                self.refreshDataset()
-                self._checkCanApply()
-        for row in self.logic.pollPseudoLabelling():
-            status = row.get("status", "")
-            self.ui.trainingStatusLabel.text = (
-                f"Pseudo-label {row.get('index')}/{row.get('total')}: {row.get('case')} {status}"
-                + (f" ({row['error']})" if row.get("error") else "")
-            )
-        if self.logic.pseudoLabelling:
-            busy = True
-        elif not self.ui.pseudoLabelButton.enabled:
-            self.ui.pseudoLabelButton.enabled = True
-            self.refreshDataset()
-        done = self.logic.finishPrediction()
-        if done is not None:
-            self.ui.applyModelButton.enabled = True
-            self.ui.statusLabel.text = done
-            self._showLesions(self.logic.lastLesions)
-        if self.logic.predicting:
-            busy = True
-        if not busy:
-            self._timer.stop()
+    def _trainingEnded(self, job) -> None:
+        self.refreshDataset()
+        self._checkCanApply()
 
     def _showEvent(self, event: dict) -> None:
         kind = event.get("event")
@@ -389,18 +436,24 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         )
 
     def onApplyModel(self) -> None:
-        from WeakAnnotateLib.core.errors import InputError
+        from WeakAnnotateDesktop.status import showing_input_errors
 
         model = self._selectedModel()
-        try:
+        with showing_input_errors(self.ui.statusLabel):
             self.logic.startPrediction(self._parameterNode.inputVolume, model, self._parameterNode.applyPoints)
-        except InputError as error:
-            self.ui.statusLabel.text = str(error)
-            return
-        self.ui.applyModelButton.enabled = False
-        self.ui.statusLabel.text = "Predicting in the background…"
-        self._showLesions([])
-        self._timer.start()
+            self.ui.applyModelButton.enabled = False
+            self.ui.statusLabel.text = "Predicting in the background…"
+            self._showLesions([])
+            self._poller.watch(self._pollPrediction)
+
+    def _pollPrediction(self) -> bool:
+        """Poller check: finish a prediction whose thread is done; True while one is still pending."""
+        done = self.logic.finishPrediction()
+        if done is not None:
+            self.ui.applyModelButton.enabled = True
+            self.ui.statusLabel.text = done
+            self._showLesions(self.logic.lastLesions)
+        return self.logic.predictionPending
 
 
 #
@@ -418,9 +471,7 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
         ScriptedLoadableModuleLogic.__init__(self)
         self.plotViewNode = None
         self._plotTables = {}
-        self._pseudoProcess = None
-        self._pseudoOffset = 0
-        self._pseudoLog = None
+        self.pseudoJob = None  # TrainingJob of the last pseudo-labels job
         self._prediction = None  # (thread, result dict)
         self.lastLesions = []  # PET models: pet_lesions.Lesion records of the last prediction, largest first
         self.lastWarnings = []  # PET models: SUV / modality warnings of the last prediction
@@ -481,94 +532,141 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def jobSpec(p) -> dict:
-        """The job spec a panel's parameters describe (every hyper-parameter explicit, so it is recorded)."""
+        """The job spec a panel's parameters describe: the common fields, and the chosen method's section with
+        every field explicit (the form's values, else the descriptor's defaults), so that all is recorded.
+
+        A list typed in the form that does not parse, or a value that does not fit its field, raises InputError
+        naming the field.
+        """
         import os
 
-        size = int(p.patchSize)
-        return {
-            "dataset": os.path.abspath(p.datasetFolder),
-            "output": ".",
-            "method": p.trainingMethod,
-            "epochs": int(p.epochs),
-            "learning_rate": float(p.learningRate),
-            "patch_size": [size, size, size],
-            "batch_size": int(p.batchSize),
-            "rounds": int(p.rounds),
-            "random_walker": bool(p.randomWalkerRounds),
-            "device": p.device,
-        }
+        from WeakAnnotateDesktop.method_options import read_store, section_values, shares_common_fields
+        from WeakAnnotateLib.jobs.spec import job_document
+        from WeakAnnotateLib.methods import registry
 
-    def startTraining(self, p):
-        """Write the spec into a new job folder (datasetFolder/jobs/METHOD-TIME) and start the worker process."""
+        info = registry.training_method(p.trainingMethod)
+        section = section_values(info.fields(), read_store(p.methodOptions).get(info.name))
+        common = {"dataset": os.path.abspath(p.datasetFolder), "output": "."}
+        if shares_common_fields(info):
+            size = int(p.patchSize)
+            common.update(
+                epochs=int(p.epochs),
+                learning_rate=float(p.learningRate),
+                patch_size=[size, size, size],
+                batch_size=int(p.batchSize),
+                device=p.device.strip(),
+            )
+        return job_document(info.name, common, section)
+
+    @staticmethod
+    def _checkedDataset(folder: str) -> str:
+        """The dataset folder, absolute, once its dataset.json loads (nothing is written under a wrong path)."""
         import os
-        import time
+
+        from WeakAnnotateLib.core.errors import InputError
+        from WeakAnnotateLib.data.dataset import DatasetFolder
+
+        if not folder:
+            raise InputError("dataset: choose a dataset folder first.")
+        DatasetFolder.load(folder, field_name="dataset")
+        return os.path.abspath(folder)
+
+    @staticmethod
+    def _startJob(spec: dict, path: str):
+        """Write ``spec`` to ``path`` and start its TrainingJob; when the spec is refused (InputError) and the
+        folder was new, the file and the folder are removed again."""
+        import os
 
         from WeakAnnotateLib.core.errors import InputError
         from WeakAnnotateLib.jobs.runner import TrainingJob
 
-        if not p.datasetFolder:
-            raise InputError("dataset: choose a dataset folder first.")
-        spec = self.jobSpec(p)
-        folder = os.path.join(spec["dataset"], "jobs", f"{p.trainingMethod}-{time.strftime('%Y%m%d-%H%M%S')}")
-        path = TrainingJob.write_spec(spec, os.path.join(folder, "job.json"))
-        job = TrainingJob(path)
-        job.start()
+        folder = os.path.dirname(path)
+        created = not os.path.isdir(folder)
+        path = TrainingJob.write_spec(spec, path)
+        try:
+            job = TrainingJob(path)
+            job.start()
+        except InputError:
+            if created:
+                path.unlink(missing_ok=True)
+                if not os.listdir(folder):
+                    os.rmdir(folder)
+            raise
         return job
+
+    def startTraining(self, p):
+        """Write the spec into a new job folder (datasetFolder/jobs/METHOD-TIME) and start its worker process;
+        InputError (naming the field, or what the dataset lacks for this method) when it cannot start."""
+        import os
+        import time
+
+        dataset = self._checkedDataset(p.datasetFolder)
+        spec = self.jobSpec(p)
+        folder = base = os.path.join(dataset, "jobs", f"{spec['method']}-{time.strftime('%Y%m%d-%H%M%S')}")
+        n = 1
+        while os.path.exists(folder):  # two starts within a second: never write into another job's folder
+            n += 1
+            folder = f"{base}-{n}"
+        return self._startJob(spec, os.path.join(folder, "job.json"))
 
     @staticmethod
     def canResume(job) -> bool:
         return (job.output / "checkpoints" / "last.pt").is_file()
 
-    # --- batch pseudo-labelling (a background process, polled) --------------------------------------------
+    # --- pseudo-labelling a dataset (a job, like training) ------------------------------------------------
 
-    def startPseudoLabelling(self, folder: str) -> None:
+    @staticmethod
+    def pseudoLabelMethod(trainingMethod: str) -> str:
+        """The annotation method whose pseudo-labels a training method's cases get ("" when its annotation makes
+        none), from the method registry."""
+        from WeakAnnotateLib.core.errors import InputError
+        from WeakAnnotateLib.methods import registry
+
+        try:
+            method = registry.method_of_training(trainingMethod)
+        except InputError:
+            return ""
+        return method.name if method.label_case else ""
+
+    def startPseudoLabelling(self, folder: str, method: str = "extreme_points"):
+        """Start the pseudo-labels job of a dataset (``FOLDER/pseudo_labels/``): one progress row per case."""
         import os
-        import subprocess
-        import sys
 
         from WeakAnnotateLib.core.errors import InputError
-        from WeakAnnotateLib.data.dataset import DatasetFolder
 
         if self.pseudoLabelling:
             raise InputError("Pseudo-labelling is already running.")
-        DatasetFolder.load(folder)  # a clear message now rather than in the log
-        log = os.path.join(folder, "pseudo_label.log")
-        self._pseudoLog = open(log, "wb")  # noqa: SIM115 - kept open for the child's lifetime
-        self._pseudoOffset = 0
-        self._pseudoProcess = subprocess.Popen(
-            [sys.executable, "-m", "WeakAnnotateLib.cli.main", "dataset", "pseudo-label", folder],
-            stdout=self._pseudoLog,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        self._pseudoLogPath = log
+        dataset = self._checkedDataset(folder)
+        spec = {"job": "pseudo_labels", "dataset": dataset, "method": method, "overwrite": False}
+        self.pseudoJob = self._startJob(spec, os.path.join(dataset, "pseudo_labels", "job.json"))
+        return self.pseudoJob
 
     @property
     def pseudoLabelling(self) -> bool:
-        return self._pseudoProcess is not None and self._pseudoProcess.poll() is None
+        job = self.pseudoJob
+        return job is not None and (job.running or job.state == "running")
 
-    def pollPseudoLabelling(self) -> list:
-        """New progress rows of the pseudo-labelling process (one JSON line per case)."""
-        import json
-
-        if self._pseudoProcess is None:
-            return []
-        with open(self._pseudoLogPath, "rb") as f:
-            f.seek(self._pseudoOffset)
-            chunk = f.read()
-        end = chunk.rfind(b"\n") + 1
-        self._pseudoOffset += end
-        rows = []
-        for line in chunk[:end].decode("utf-8", "replace").splitlines():
-            if line.startswith("{"):
-                try:
-                    rows.append(json.loads(line))
-                except ValueError:
-                    pass
-        if self._pseudoProcess.poll() is not None and end == len(chunk):
-            self._pseudoLog.close()
-            self._pseudoProcess = None
-        return rows
+    @staticmethod
+    def pseudoLabelText(event: dict) -> str:
+        """A pseudo-labels job's progress event as the panel's status line."""
+        kind = event.get("event")
+        if kind == "pseudo_label":
+            text = f"Pseudo-label {event.get('index')}/{event.get('total')}: {event.get('case')} {event.get('status')}"
+            if event.get("error"):
+                text += f" ({event['error']})"
+            elif event.get("dice_vs_reference") is not None:
+                text += f" (Dice {event['dice_vs_reference']:.3f} against the reference)"
+            return text
+        if kind == "done":
+            failed = event.get("failed") or []
+            return f"Pseudo-labelled {event.get('cases', 0)} case(s)" + (
+                f"; failed: {', '.join(failed)}." if failed else "."
+            )
+        if kind == "cancelled":
+            return f"Pseudo-labelling cancelled after {event.get('labelled', 0)} case(s)."
+        if kind == "failed":
+            return f"Pseudo-labelling failed: {event.get('error', '')}"
+        return ""
 
     # --- prediction (arrays in a thread, the scene on the main thread) -----------------------------------
 
@@ -606,6 +704,11 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
     @property
     def predicting(self) -> bool:
         return self._prediction is not None and self._prediction[0].is_alive()
+
+    @property
+    def predictionPending(self) -> bool:
+        """A prediction was started and not yet finished by :meth:`finishPrediction` (its thread may be done)."""
+        return self._prediction is not None
 
     def finishPrediction(self):
         """On the main thread once the thread is done: the mask becomes a segment named after the model."""

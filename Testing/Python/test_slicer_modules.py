@@ -1,7 +1,8 @@
 """Static checks of the Slicer extension layout and the four scripted modules.
 
 Runs headless, without Qt or desktop Slicer: the .ui files are parsed as XML and the module .py files with
-``ast``, so a widget renamed in Qt Designer, a parameter-node field without a widget (or the reverse) or a
+``ast``, so a widget renamed in Qt Designer, a parameter-node field that no widget binds and no code sets (or
+a binding to no field), a binding slicer.parameterNodeWrapper refuses when the panel opens, or a
 ``self.ui.X`` that the .ui does not define fails here rather than when the panel is opened in Slicer.
 """
 
@@ -18,14 +19,17 @@ ROOT = Path(__file__).resolve().parents[2]
 MODULES = ["WeakAnnotate", "ExtremePointSeg", "BoxCorrection", "SurfaceTemplate"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-# Widget classes that slicer.parameterNodeWrapper can bind (guiConnectors.py), by the annotated type.
+# Widget classes that slicer.parameterNodeWrapper can bind (guiConnectors.py), by the annotated type. A
+# QComboBox binds a str/bool/int/float only when annotated with Choice([...]) (Annotated[str, Choice(...)]):
+# without it connectGui raises "ComboBoxToStringableConnector requires the Choice annotation to be used".
 NODE_BINDABLE = {"qMRMLNodeComboBox", "qMRMLSubjectHierarchyTreeView"}
 VALUE_BINDABLE = {
-    "str": {"QLineEdit", "QTextEdit", "QComboBox"},
-    "bool": {"QCheckBox", "QPushButton", "QComboBox"},
-    "int": {"QSpinBox", "QSlider", "QComboBox"},
-    "float": {"QDoubleSpinBox", "ctkSliderWidget", "QComboBox"},
+    "str": {"QLineEdit", "QTextEdit"},
+    "bool": {"QCheckBox", "QPushButton"},
+    "int": {"QSpinBox", "QSlider"},
+    "float": {"QDoubleSpinBox", "ctkSliderWidget"},
 }
+CHOICE_BINDABLE = {"QComboBox"}
 
 
 def _rel(path: Path) -> str:
@@ -93,6 +97,25 @@ def _parameter_fields(module: str) -> dict[str, str]:
         for stmt in classes[0].body
         if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
     }
+
+
+def _fields_set_in_code(module: str) -> set[str]:
+    """Every X in an assignment ``<something>.X = ...`` of the module file."""
+    names = set()
+    for node in ast.walk(_tree(module)):
+        targets = (
+            node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AugAssign) else []
+        )
+        names |= {t.attr for t in targets if isinstance(t, ast.Attribute)}
+    return names
+
+
+def _value_type(annotation: str) -> tuple[str, bool]:
+    """(the value type, whether a Choice annotation is given) of a field's annotation source."""
+    match = re.fullmatch(r"(?:typing\.)?Annotated\[\s*(\w+)\s*,(.*)\]", annotation, re.S)
+    if match:
+        return match.group(1), "Choice(" in match.group(2)
+    return annotation, False
 
 
 def _self_ui_attributes(module: str) -> set[str]:
@@ -182,8 +205,13 @@ def test_parameter_names_match_the_parameter_node(module):
             f"{ui}: widget {widget!r} has SlicerParameterName {name!r}, which is not a field of the "
             f"@parameterNodeWrapper class in {module}.py (fields: {sorted(fields)})"
         )
+    # A field may be kept by the panel's code instead (a combo box filled at run time, a form's values as
+    # JSON); then the module must set it, or nothing ever does.
+    set_in_code = _fields_set_in_code(module)
     for field in fields:
-        assert field in bound, f"{module}.py: parameter node field {field!r} has no widget in {ui} bound to it"
+        assert field in bound or field in set_in_code, (
+            f"{module}.py: parameter node field {field!r} has no widget in {ui} bound to it, and no code sets it"
+        )
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -197,10 +225,12 @@ def test_bound_widgets_can_represent_their_field(module):
         if re.search(r"\bvtkMRML\w+Node\b", annotation):
             allowed = NODE_BINDABLE
         else:
-            allowed = VALUE_BINDABLE.get(annotation, set())
+            value_type, has_choice = _value_type(annotation)
+            allowed = VALUE_BINDABLE.get(value_type, set()) | (CHOICE_BINDABLE if has_choice else set())
         assert cls in allowed, (
             f"{ui}: widget {widget!r} ({cls}) cannot be bound to {name}: {annotation} by "
             f"slicer.parameterNodeWrapper; use one of {sorted(allowed)}"
+            + ("" if cls not in CHOICE_BINDABLE else " (a QComboBox needs Annotated[type, Choice([...])])")
         )
 
 
@@ -313,18 +343,77 @@ def test_module_top_level_imports_are_slicers_own(module):
             )
 
 
-def test_weakannotate_cmakelists_installs_the_logic_package():
+@pytest.mark.parametrize("package", ["WeakAnnotateLib", "WeakAnnotateDesktop"])
+def test_weakannotate_cmakelists_installs_the_shared_packages(package):
+    """The logic library and the desktop helpers are installed beside the WeakAnnotate module, where all four
+    modules import them from."""
     cmake = ROOT / "WeakAnnotate" / "CMakeLists.txt"
     text = cmake.read_text(encoding="utf-8")
-    files = sorted((ROOT / "WeakAnnotate" / "WeakAnnotateLib").rglob("*.py"))
-    assert files, "WeakAnnotate/WeakAnnotateLib has no .py files"
-    globbed = re.search(r"file\(GLOB_RECURSE\s+(\w+)[^)]*WeakAnnotateLib/\*\.py", text)
+    files = sorted((ROOT / "WeakAnnotate" / package).rglob("*.py"))
+    assert files, f"WeakAnnotate/{package} has no .py files"
+    globbed = re.search(rf"file\(GLOB_RECURSE\s+(\w+)[^)]*{package}/\*\.py", text)
     if globbed:
         variable = globbed.group(1)
         assert re.search(rf"set\(MODULE_PYTHON_SCRIPTS[^)]*\$\{{{variable}\}}", text), (
-            f"{_rel(cmake)}: the WeakAnnotateLib glob ({variable}) is not in MODULE_PYTHON_SCRIPTS"
+            f"{_rel(cmake)}: the {package} glob ({variable}) is not in MODULE_PYTHON_SCRIPTS"
         )
         return
     for path in files:
         relative = path.relative_to(ROOT / "WeakAnnotate").as_posix()
         assert relative in text, f"{_rel(cmake)}: {relative} is not in MODULE_PYTHON_SCRIPTS"
+
+
+# --- what the module files take from the extension's packages --------------------------------------------
+
+
+def _top_level_names(path: Path) -> set[str]:
+    names = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+    return names
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_package_imports_of_the_module_files_exist(module):
+    """The module files import WeakAnnotateLib and WeakAnnotateDesktop inside their methods (so that they load
+    before the dependencies are installed), where a misspelt name would only fail when a button is clicked."""
+    packages = ("WeakAnnotateLib", "WeakAnnotateDesktop")
+    for node in ast.walk(_tree(module)):
+        if not (isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in packages):
+            continue
+        base = ROOT / "WeakAnnotate" / Path(*node.module.split("."))
+        source = base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
+        where = f"{module}.py line {node.lineno}"
+        assert source.is_file(), f"{where}: module {node.module} does not exist"
+        defined = _top_level_names(source)
+        for alias in node.names:
+            submodule = base / f"{alias.name}.py"
+            assert alias.name in defined or submodule.is_file() or (base / alias.name).is_dir(), (
+                f"{where}: {node.module} defines no {alias.name!r}"
+            )
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_files_name_no_training_method(module):
+    """The hub's method list and the panels' conditions come from the method registry, not from method names
+    in the module files' code or in a .ui's fixed combo-box items (a new method then needs no change here;
+    help texts may name one)."""
+    from WeakAnnotateLib.methods import registry
+
+    names = set(registry.training_method_names())
+    for node in ast.walk(_tree(module)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            assert node.value not in names, f"{module}.py line {node.lineno} names the training method {node.value!r}"
+    for widget in _ui_root(module).iter("widget"):
+        for item in widget.findall("item"):
+            for prop in item.findall("property"):
+                assert prop.findtext("string") not in names, (
+                    f"{_rel(_ui_path(module))}: {widget.get('name')!r} lists the training method "
+                    f"{prop.findtext('string')!r}; fill it from the registry"
+                )

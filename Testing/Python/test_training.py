@@ -388,28 +388,136 @@ def panel_logic(monkeypatch):
     return module.WeakAnnotateLogic(), rt
 
 
-def test_panel_logic_spec_plot_models_and_apply(panel_logic, trained, dataset_dir):
+def panel_parameters(dataset: Path, method: str, options: dict | None = None, **common):
+    """The hub panel's parameter node as its Logic reads it (what the widgets hold)."""
     from types import SimpleNamespace
 
+    from WeakAnnotateDesktop.method_options import write_store
+
+    values = {"epochs": 3, "learningRate": 0.002, "patchSize": 32, "batchSize": 1, "device": "cpu", **common}
+    return SimpleNamespace(
+        datasetFolder=str(dataset),
+        trainingMethod=method,
+        methodOptions=write_store("", method, options) if options is not None else "",
+        **values,
+    )
+
+
+def test_panel_logic_builds_a_spec_for_every_registry_method(panel_logic, tmp_path, dataset_dir):
+    """Every training method of the registry, with the form's defaults, makes a spec the loaders accept."""
+    from dataclasses import asdict
+
+    from WeakAnnotateDesktop.method_options import write_store
+    from WeakAnnotateLib.jobs.runner import TrainingJob
+    from WeakAnnotateLib.jobs.spec import load_any, spec_from_dict
+    from WeakAnnotateLib.methods import registry
+
+    logic, _ = panel_logic
+    for info in registry.training_methods():
+        doc = logic.jobSpec(panel_parameters(dataset_dir, info.name))
+        defaults = {f.name: f.default for f in info.fields()}
+        if info.standalone:
+            # A standalone job (its own spec and loop) is refused by spec_from_dict by design; its own loader
+            # reads it, and every field is the descriptor's default (the panel's common fields do not apply).
+            spec = load_any(TrainingJob.write_spec(doc, tmp_path / f"{info.name}.json"))
+            assert {k: v for k, v in spec.to_json().items() if k in defaults} == defaults, info.name
+            continue
+        spec = spec_from_dict(doc)
+        assert (spec.method, spec.epochs, spec.learning_rate, spec.patch_size) == (info.name, 3, 0.002, [32] * 3)
+        assert (spec.batch_size, spec.device) == (1, "cpu")
+        assert (asdict(spec.options) if spec.options is not None else {}) == defaults, info.name
+
+    # The form's values of one method: section fields parsed (lists from text), other methods' values ignored.
+    p = panel_parameters(dataset_dir, "pet_box_dice", {"ms_omega": "2, 5", "suv_zscore": True})
+    p.methodOptions = write_store(p.methodOptions, "weak_net", {"weak_net_lambda": 0.0})
+    spec = spec_from_dict(logic.jobSpec(p))
+    assert spec.options.ms_omega == [2.0, 5.0] and spec.options.suv_zscore is True
+    with pytest.raises(InputError, match=r"^ms_omega: expected numbers separated by commas"):
+        logic.jobSpec(panel_parameters(dataset_dir, "pet_box_dice", {"ms_omega": "2, five"}))
+    with pytest.raises(InputError, match=r"^method: unknown method 'magic'"):
+        logic.jobSpec(panel_parameters(dataset_dir, "magic"))
+
+
+def test_panel_logic_start_names_what_the_dataset_lacks(panel_logic, tmp_path, dataset_dir):
+    """Start goes through TrainingJob.start: a refused spec raises InputError (what the panel's status line
+    shows) and leaves no job folder behind; nothing is written under a dataset path that does not exist."""
+    logic, _ = panel_logic
+    jobs = dataset_dir / "jobs"
+    before = sorted(jobs.iterdir()) if jobs.is_dir() else []
+    with pytest.raises(InputError, match=r"^dataset: case 'ibsi_STS_001_PET' has no surface_points annotation"):
+        logic.startTraining(panel_parameters(dataset_dir, "weak_net"))
+    with pytest.raises(InputError, match=r"^init_model: pet_box_mdice_ms starts from a finished pet_box_dice job"):
+        logic.startTraining(panel_parameters(dataset_dir, "pet_box_mdice_ms"))
+    assert (sorted(jobs.iterdir()) if jobs.is_dir() else []) == before
+    missing = tmp_path / "no_such_dataset"
+    with pytest.raises(InputError, match=r"^dataset: "):
+        logic.startTraining(panel_parameters(missing, "full_supervision"))
+    with pytest.raises(InputError, match=r"^dataset: "):
+        logic.startPseudoLabelling(str(missing))
+    assert not missing.exists()
+    assert logic.pseudoLabelMethod("extreme_point_network") == "extreme_points"
+    assert logic.pseudoLabelMethod("weak_net") == "surface_template"
+    assert logic.pseudoLabelMethod("full_supervision") == "" and logic.pseudoLabelMethod("magic") == ""
+
+
+def test_panel_logic_pseudo_labels_a_dataset_as_a_job(panel_logic, tmp_path, monkeypatch):
+    """The panel's "Pseudo-label all cases": a pseudo-labels job through TrainingJob, watched by the desktop
+    helpers' JobPoller (a fake timer ticked by hand): rows arrive, the manifest gets the pseudo-label."""
+    from WeakAnnotateDesktop.jobs import JobPoller
+    from WeakAnnotateLib.data.dataset import DatasetFolder, create_from_cases
+
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    logic, _ = panel_logic
+    ds = tmp_path / "ds"
+    create_from_cases(ds, CASES[:1])
+
+    class Timer:
+        active = False
+
+        def start(self):
+            self.active = True
+
+        def stop(self):
+            self.active = False
+
+        def isActive(self):  # noqa: N802 - Qt's name
+            return self.active
+
+    poller = JobPoller(timer=Timer())
+    events, ended, lines = [], [], []
+    job = logic.startPseudoLabelling(str(ds), logic.pseudoLabelMethod("extreme_point_network"))
+    assert logic.pseudoLabelling and job.output == ds / "pseudo_labels"
+    with pytest.raises(InputError, match="already running"):
+        logic.startPseudoLabelling(str(ds))
+    poller.watch_job(job, lambda e: (events.append(e), lines.append(logic.pseudoLabelText(e))), ended.append)
+    t0 = time.monotonic()
+    while poller.busy and time.monotonic() - t0 < 120:
+        poller.tick()
+        time.sleep(0.2)
+    assert ended == [job] and job.state == "done" and not logic.pseudoLabelling, job.log_tail()
+    rows = [e for e in events if e["event"] == "pseudo_label"]
+    assert [(r["index"], r["total"], r["case"], r["status"]) for r in rows] == [(1, 1, CASES[0], "done")]
+    assert rows[0]["dice_vs_reference"] > 0.5, rows[0]
+    assert (
+        lines[0].startswith(f"Pseudo-label 1/1: {CASES[0]} done (Dice ") and lines[-1] == "Pseudo-labelled 1 case(s)."
+    )
+    case = DatasetFolder.load(ds).cases[0]
+    assert case.pseudo_label and (ds / case.pseudo_label).is_file()
+    assert "pseudo-labelled" in case.states(ds)
+
+
+def test_panel_logic_spec_plot_models_and_apply(panel_logic, trained, dataset_dir):
     from WeakAnnotateLib.files.cases import find_case
     from WeakAnnotateLib.files.image_io import read_image
     from WeakAnnotateLib.jobs.spec import spec_from_dict
     from WeakAnnotateLib.scene.mrml_adapter import add_volume_node, segment_ids
 
     logic, rt = panel_logic
-    p = SimpleNamespace(
-        datasetFolder=str(dataset_dir),
-        trainingMethod="extreme_point_network",
-        epochs=3,
-        learningRate=0.002,
-        patchSize=32,
-        batchSize=1,
-        rounds=2,
-        randomWalkerRounds=False,
-        device="cpu",
-    )
+    p = panel_parameters(dataset_dir, "extreme_point_network", {"rounds": 2, "random_walker": False})
     spec = spec_from_dict(logic.jobSpec(p))
-    assert (spec.epochs, spec.learning_rate, spec.patch_size, spec.random_walker) == (3, 0.002, [32] * 3, False)
+    assert (spec.epochs, spec.learning_rate, spec.patch_size) == (3, 0.002, [32] * 3)
+    assert (spec.options.rounds, spec.options.random_walker) == (2, False)
 
     logic.resetPlot()
     for step, loss in enumerate([0.9, 0.8, 0.7], start=1):
