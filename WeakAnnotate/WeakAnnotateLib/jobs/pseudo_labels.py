@@ -30,7 +30,7 @@ from ..files.image_io import read_image, write_image
 from ..methods import registry
 from ..methods.base import AnnotationMethod, load_object
 from ..training.job_spec import checked_fields
-from ..training.progress import EXIT_BAD_SPEC, EXIT_CANCELLED, EXIT_DONE, EXIT_FAILED, Progress, StopRequest
+from ..training.progress import EXIT_BAD_SPEC, EXIT_CANCELLED, EXIT_DONE, EXIT_FAILED, JobLock, Progress, StopRequest
 
 JOB = "pseudo_labels"
 FOLDER = "pseudo_labels"
@@ -141,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     StopRequest.install()
     try:
         spec = PseudoLabelSpec.load(args.job)
+        JobLock(spec.output_path).check_free()
         dataset = spec.check()
+        lock = JobLock(spec.output_path)
+        lock.acquire()
     except InputError as e:
         print(json.dumps({"event": "failed", "error": str(e), "stage": "validation"}), flush=True)
         print(f"weakannotate pseudo-labels: error: {e}", file=sys.stderr)
@@ -167,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     finally:
         progress.close()
+        lock.release()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..core.errors import InputError
 from ..training.job_spec import JobSpec
-from ..training.progress import EXIT_BAD_SPEC, EXIT_CANCELLED, PROGRESS_FILE
+from ..training.progress import EXIT_BAD_SPEC, EXIT_CANCELLED, PROGRESS_FILE, JobLock
 from .spec import load_any, validate_any
 
 LOG_FILE = "worker.log"
@@ -98,6 +98,7 @@ class TrainingJob:
         if self.running:
             raise InputError("This job is already running; cancel it first.")
         self.spec = load_any(self.spec_path)
+        JobLock(self.output).check_free()  # started elsewhere (another panel, tab or terminal)
         validate_any(self.spec, resume=resume)
         self.output.mkdir(parents=True, exist_ok=True)
         self._offset = self.progress_path.stat().st_size if self.progress_path.is_file() else 0

@@ -20,17 +20,39 @@ Exit status: 0 done, 2 bad spec (nothing started), 3 cancelled, 1 failed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import threading
+import time
 import traceback
 
 from ..core.errors import InputError
 from ..methods import registry
 from ..methods.base import load_object
 from ..training.job_spec import resolve_device
-from ..training.progress import EXIT_BAD_SPEC, EXIT_FAILED, Progress, StopRequest
+from ..training.progress import EXIT_BAD_SPEC, EXIT_CANCELLED, EXIT_FAILED, JobBusy, JobLock, Progress, StopRequest
 from ..training.trainer import Distributed, Trainer
 from .spec import load_spec, network_of, standalone_method, validate
+
+PARENT_POLL_S = 1.0
+PARENT_GRACE_S = 15.0
+
+
+def watch_parent() -> None:
+    """A DDP worker ends when its launcher does (torchrun killed, or ``weakannotate train --nproc`` stopped):
+    re-parented, it asks to stop after its step, and leaves outright if a dead peer keeps it waiting. Why a
+    thread and not PR_SET_PDEATHSIG: that signal follows the launching *thread*, which torchrun does not keep."""
+    parent = os.getppid()
+
+    def loop() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        StopRequest.requested = True
+        time.sleep(PARENT_GRACE_S)
+        os._exit(EXIT_CANCELLED)
+
+    threading.Thread(target=loop, name="watch-parent", daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,14 +62,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     StopRequest.install()
     rank = int(os.environ.get("RANK", "0"))
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        watch_parent()
     standalone = standalone_method(args.job)
-    if standalone is not None:  # box_patch_classifier: its own spec, loop and progress lines
+    if standalone is not None:  # box_patch_classifier: its own spec, loop, progress lines and lock
         return int(load_object(standalone.standalone)(args.job, resume=args.resume))
+    lock = None
     try:
         spec = load_spec(args.job)
+        if rank == 0:
+            JobLock(spec.output_path).check_free()
         split = validate(spec, resume=args.resume)
         device = resolve_device(spec.device)
+        if rank == 0:
+            lock = JobLock(spec.output_path)
+            lock.acquire()
     except InputError as e:
+        if isinstance(e, JobBusy):  # the running job's progress file is not ours to write into
+            print(json.dumps({"event": "failed", "error": str(e), "stage": "validation"}), flush=True)
+            print(f"weakannotate train: error: {e}", file=sys.stderr)
+            return EXIT_BAD_SPEC
         # Nothing started: one line on stdout (and in the progress file when the output folder is known).
         out = None
         try:
@@ -79,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     finally:
         progress.close()
+        if lock is not None:
+            lock.release()
         if dist is not None:
             try:
                 dist.close()

@@ -6,7 +6,9 @@ own loop (box_patch_classifier), use the same contract without loading torch.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..core.atomic_files import atomic_output
+from ..core.errors import InputError
 
 EXIT_DONE, EXIT_FAILED, EXIT_BAD_SPEC, EXIT_CANCELLED = 0, 1, 2, 3
 PROGRESS_FILE = "progress.jsonl"
@@ -81,3 +84,76 @@ class StopRequest:
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+
+
+LOCK_FILE = "job.lock"
+
+
+class JobBusy(InputError):
+    """A job is already running in the folder (its lock is held)."""
+
+
+class JobLock:
+    """One running job per job folder: an exclusive ``flock`` on ``OUTPUT/job.lock`` held by the job's process
+    for its whole life (the kernel drops it when the process ends, however it ends), with the holder's PID in
+    the file for the message. Why: two identical starts, or a ``--resume`` of a running job, used to train side
+    by side and interleave one ``progress.jsonl``."""
+
+    def __init__(self, output: Path) -> None:
+        self.path = Path(output) / LOCK_FILE
+        self._file: Any = None
+
+    def acquire(self) -> None:
+        """Take the lock, or raise InputError naming the running job's PID."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the job's life
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            raise JobBusy(self.busy_message(self.holder())) from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        self._file = f
+
+    def release(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+    def holder(self) -> int | None:
+        """The PID of the process holding the lock, or None when no job runs in the folder."""
+        if not self.path.is_file():
+            return None
+        with open(self.path, "a+", encoding="utf-8") as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.seek(0)
+                text = f.read().strip()
+                return int(text) if text.isdigit() else -1
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        return None
+
+    def check_free(self) -> None:
+        """Raise :class:`JobBusy` when a job runs in the folder (without creating anything)."""
+        pid = self.holder()
+        if pid is not None:
+            raise JobBusy(self.busy_message(pid))
+
+    def busy_message(self, pid: int | None) -> str:
+        who = f"PID {pid}" if pid and pid > 0 else "another process"
+        return (
+            f"output: a job is running in {self.path.parent} ({who}); wait for it to end or cancel it before "
+            "starting or resuming it again."
+        )
+
+    def __enter__(self) -> JobLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

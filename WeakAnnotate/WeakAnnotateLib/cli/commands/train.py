@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 
 from ...core.numbers import number_option
 from ...jobs.spec import load_any, validate_any
 
+PR_SET_PDEATHSIG = 1
 NAME = "train"
 HELP = "Train a network from a job spec (JSON); progress as JSON lines; --resume, --nproc N for DDP."
 
@@ -23,6 +26,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=1,
         help="processes (GPUs) for DDP through torchrun (default 1)",
     )
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when this process ends (Linux ``PR_SET_PDEATHSIG``; elsewhere a no-op)."""
+    try:
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,5 +54,6 @@ def run(args: argparse.Namespace) -> int:
             "WeakAnnotateLib.jobs.worker",
             *worker_args,
         ]
-        return subprocess.call(cmd, env=dict(os.environ))
+        # torchrun dies with this command (SIGTERM, SIGKILL), and its workers watch torchrun (jobs/worker.py)
+        return subprocess.call(cmd, env=dict(os.environ), preexec_fn=die_with_parent)
     return worker_main(worker_args)

@@ -22,7 +22,7 @@ from ...core.errors import InputError
 from ...data.dataset import DatasetFolder, read_reference
 from ...files.image_io import read_image
 from ...training.job_spec import checked_fields
-from ...training.progress import EXIT_CANCELLED, EXIT_DONE, EXIT_FAILED, Progress, StopRequest
+from ...training.progress import EXIT_CANCELLED, EXIT_DONE, EXIT_FAILED, JobLock, Progress, StopRequest
 from ..base import option
 from .classifier import MIN_TRAINING_VOLUMES, BoxClassifierParams, LabelledVolume, save_box_model, train_box_classifier
 
@@ -132,8 +132,11 @@ def run_box_job(path: str | Path, *, resume: bool = False) -> int:
     if resume:
         raise InputError(RESUME_MESSAGE)
     spec = load_box_spec(path)
+    JobLock(spec.output_path).check_free()
     dataset, entries = training_cases(spec)
     output = spec.resolve(spec.output)
+    lock = JobLock(output)
+    lock.acquire()
     progress = Progress(output)
     StopRequest.install()
     t0 = time.perf_counter()
@@ -164,3 +167,4 @@ def run_box_job(path: str | Path, *, resume: bool = False) -> int:
         return EXIT_FAILED
     finally:
         progress.close()
+        lock.release()
