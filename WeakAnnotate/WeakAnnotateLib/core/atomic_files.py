@@ -125,37 +125,64 @@ def _fsync(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-@contextlib.contextmanager
-def atomic_output(path: str | Path, check: Check | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` (same suffix); when the block succeeds and the file checks out
-    (:func:`check_complete`, then ``check``), move it into place. Otherwise remove it, leave ``path`` as it
-    was, and raise :class:`WriteError` (one line: the file and the cause)."""
-    path = Path(path)
+def _temporary(path: Path) -> Path:
     if path.is_dir():
         raise InputError(f"Output {path} is a folder; give a file name.")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise InputError(f"Output folder {parent} does not exist; create it first.")
     remove_stale_partials(parent)
-    tmp = parent / f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}{PARTIAL}{full_suffix(path)}"
+    return parent / f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}{PARTIAL}{full_suffix(path)}"
+
+
+def _remove(tmp: Path) -> None:
+    with contextlib.suppress(OSError):  # EROFS here must not hide the real error
+        if tmp.is_dir():
+            shutil.rmtree(tmp)
+        elif tmp.exists():
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_outputs(paths: list[Path | str], checks: list[Check | None] | None = None) -> Iterator[list[Path]]:
+    """Several files that appear all or none: yield one temporary path per target; when the block succeeds and
+    every file checks out (:func:`check_complete`, then its ``check``), move them all into place. Otherwise
+    remove them, leave every target as it was, and raise :class:`WriteError` naming the file and the cause."""
+    targets = [Path(p) for p in paths]
+    if len({t.resolve() for t in targets}) != len(targets):
+        raise InputError(f"Two outputs name the same file ({', '.join(map(str, targets))}); give different names.")
+    checks = checks or [None] * len(targets)
+    temps: list[Path] = []
     try:
+        temps = [_temporary(t) for t in targets]
+        current = targets[0]
         try:
-            yield tmp
-            check_complete(tmp)
-            if check is not None:
-                check(tmp)
-            _fsync(tmp)
-            os.replace(tmp, path)
+            yield temps
+            for target, tmp, check in zip(targets, temps, checks, strict=True):
+                current = target
+                check_complete(tmp)
+                if check is not None:
+                    check(tmp)
+                _fsync(tmp)
+            for target, tmp in zip(targets, temps, strict=True):
+                current = target
+                os.replace(tmp, target)
         except InputError:
             raise
         except (OSError, ValueError, EOFError, RuntimeError, zipfile.BadZipFile) as e:
-            raise write_error(path, e) from None
+            raise write_error(current, e) from None
     finally:
-        with contextlib.suppress(OSError):  # EROFS here must not hide the real error
-            if tmp.is_dir():
-                shutil.rmtree(tmp)
-            elif tmp.exists():
-                tmp.unlink()
+        for tmp in temps:
+            _remove(tmp)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path, check: Check | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same suffix); when the block succeeds and the file checks out
+    (:func:`check_complete`, then ``check``), move it into place. Otherwise remove it, leave ``path`` as it
+    was, and raise :class:`WriteError` (one line: the file and the cause)."""
+    with atomic_outputs([path], [check]) as (tmp,):
+        yield tmp
 
 
 @contextlib.contextmanager

@@ -18,14 +18,14 @@ No torch import at module level: listing a dataset or pseudo-labelling it must n
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..core.atomic_files import atomic_output
+from ..core.atomic_files import atomic_folder, atomic_output
 from ..core.errors import InputError
 from ..core.geometry import Geometry
 from ..evaluation.simulate import box_index_bounds, extreme_points
@@ -483,9 +483,27 @@ def create_from_cases(
     root = Path(output)
     if (root / MANIFEST).exists():
         raise InputError(f"{root} already holds a dataset; choose a new folder.")
+    if root.is_dir() and any(root.iterdir()):
+        raise InputError(f"{root} is not empty; give a new (or empty) folder for the dataset.")
     if not case_ids:
         raise InputError("Give at least one case id (--from-cases).")
-    ds = DatasetFolder(root, root.name)
+    if root.is_dir():
+        root.rmdir()  # empty: built beside it and moved in whole
+    with atomic_folder(root) as building:  # the whole dataset or nothing
+        _fill_from_cases(DatasetFolder(building, root.name), case_ids, data_dir, label, jitter_mm, seed, write_points)
+    return DatasetFolder.load(root)
+
+
+def _fill_from_cases(
+    ds: DatasetFolder,
+    case_ids: Sequence[str],
+    data_dir: str | Path | None,
+    label: int | None,
+    jitter_mm: float,
+    seed: int,
+    write_points: Callable[..., Path],
+) -> None:
+    root = ds.root
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     for n, case_id in enumerate(case_ids):
         case = find_case(case_id, data_dir)
@@ -507,4 +525,3 @@ def create_from_cases(
             )
         )
     ds.save()
-    return ds

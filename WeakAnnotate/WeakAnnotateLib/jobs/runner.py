@@ -45,6 +45,7 @@ class TrainingJob:
         self._offset = 0
         self._partial = ""
         self._log = None
+        self._cancel_asked = False
 
     @classmethod
     def write_spec(cls, spec: JobSpec | dict[str, Any], path: str | Path) -> Path:
@@ -104,6 +105,7 @@ class TrainingJob:
         self._offset = self.progress_path.stat().st_size if self.progress_path.is_file() else 0
         self._partial = ""
         self.error = ""
+        self._cancel_asked = False
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
@@ -124,6 +126,7 @@ class TrainingJob:
     def cancel(self) -> None:
         """Ask the worker to stop after its current step (SIGTERM); poll() reports "cancelled"."""
         if self.running:
+            self._cancel_asked = True
             try:
                 if self.nproc > 1:
                     os.killpg(self.process.pid, signal.SIGTERM)  # torchrun and its workers
@@ -153,7 +156,8 @@ class TrainingJob:
                     self.state = terminal[-1]["event"]
                 elif code == 0:
                     self.state = "done"
-                elif code == EXIT_CANCELLED:
+                elif code == EXIT_CANCELLED or (self._cancel_asked and code == -signal.SIGTERM):
+                    # SIGTERM before the worker installed its handler (a cancel in its first second) is a cancel
                     self.state = "cancelled"
                 else:
                     # Killed (out of memory, SIGKILL) or crashed before it could say so.

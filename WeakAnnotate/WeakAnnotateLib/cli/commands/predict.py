@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ...core.atomic_files import refuse_inputs_as_outputs
+
 NAME = "predict"
 HELP = "Segment an image with a trained model; --points (six clicks) for the extreme-point network."
 
@@ -20,5 +22,6 @@ def run(args: argparse.Namespace) -> int:
     # why here: `weakannotate --help` imports every command; torch and the Slicer core load only when one runs
     from ...networks.prediction import predict_file
 
+    refuse_inputs_as_outputs([args.output], [args.model, args.image, args.points])
     print(json.dumps(predict_file(args.model, args.image, args.output, args.points), indent=2))
     return 0

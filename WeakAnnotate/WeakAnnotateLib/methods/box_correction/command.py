@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ...core.atomic_files import atomic_output, full_suffix
+from ...core.atomic_files import atomic_outputs, full_suffix, refuse_inputs_as_outputs
 from ...core.errors import InputError
 
 NAME = "box-correct"
@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"Output folder {Path(args.output).parent} does not exist; create it first.")
     if args.mask and (full_suffix(args.mask) not in IMAGE_SUFFIXES or full_suffix(args.mask) == ".dcm"):
         raise InputError(f"Cannot write {args.mask}: use .nii.gz, .nii, .nrrd or .mha.")
+    refuse_inputs_as_outputs([args.output, args.mask], [args.model, args.image, args.box])
     model = load_box_model(args.model)
     image = read_image(args.image)
     box = read_box(args.box, geometry=image.geometry)
@@ -42,9 +43,10 @@ def run(args: argparse.Namespace) -> int:
     for w in result.warnings:
         print(f"weakannotate box-correct: warning: {w}", file=sys.stderr)
     doc = result.to_json(image=str(args.image), model=str(args.model), patch_size=model.params.patch_size)
-    if args.mask:
-        write_image(args.mask, result.mask(image.geometry.shape).astype("uint8"), image.geometry)
-    with atomic_output(args.output) as tmp:
-        tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    targets = [args.output] + ([args.mask] if args.mask else [])
+    with atomic_outputs(targets) as temps:  # the boxes and the mask: both or neither
+        temps[0].write_text(json.dumps(doc, indent=1), encoding="utf-8")
+        if args.mask:
+            write_image(temps[1], result.mask(image.geometry.shape).astype("uint8"), image.geometry)
     print(f"Wrote {args.output}: {len(result.slices)} slice boxes corrected in {result.seconds:.2f} s.")
     return 0

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 from pathlib import Path
 
 import numpy as np
 
-from ...core.atomic_files import atomic_output, full_suffix
+from ...core.atomic_files import atomic_outputs, full_suffix, refuse_inputs_as_outputs
 from ...core.errors import InputError
 from ...core.numbers import number_option
 from ...files.image_io import IMAGE_SUFFIXES, read_image, write_image
@@ -51,25 +50,16 @@ def run(args: argparse.Namespace) -> int:
         _check_output(out)
     if args.probability and Path(args.probability).resolve() == Path(args.output).resolve():
         raise InputError("--probability and --output name the same file; give two different names.")
+    refuse_inputs_as_outputs([args.output, args.probability], [args.image, args.points])
     image = read_image(args.image)
     points, _labels = read_points(args.points, count=6, geometry=image.geometry, what="extreme points")
     params = ExtremePointParams(beta=args.beta, padding_mm=args.padding_mm)
     result = segment_extreme_points(image.array, image.geometry, points, params)
     mask = result.mask.astype(np.uint8)
-    if args.probability:
-        # Both files or neither: the probability is written to a temporary name, then the mask (atomic), and
-        # the probability is moved into place last; if that move fails the mask is removed again.
-        mask_written = False
-        try:
-            with atomic_output(args.probability) as tmp_prob:
-                write_image(tmp_prob, result.full_probability(image.geometry.shape), image.geometry)
-                write_image(args.output, mask, image.geometry)
-                mask_written = True
-        except BaseException:
-            if mask_written:
-                with contextlib.suppress(FileNotFoundError):
-                    Path(args.output).unlink()
-            raise
+    if args.probability:  # both files or neither, and neither replaced unless both are complete
+        with atomic_outputs([args.output, args.probability]) as (tmp_mask, tmp_prob):
+            write_image(tmp_mask, mask, image.geometry)
+            write_image(tmp_prob, result.full_probability(image.geometry.shape), image.geometry)
     else:
         write_image(args.output, mask, image.geometry)
     summary = {

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...core.atomic_files import full_suffix
+from ...core.atomic_files import full_suffix, refuse_inputs_as_outputs
 from ...core.errors import InputError
 from ...core.numbers import number_option
 from ...files.image_io import IMAGE_SUFFIXES, read_image, write_image
@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"Cannot write {args.output}: use .nii.gz, .nii, .nrrd or .mha.")
     if not Path(args.output).parent.is_dir():
         raise InputError(f"Output folder {Path(args.output).parent} does not exist; create it first.")
+    refuse_inputs_as_outputs([args.output], [args.image, args.points])
     params = SurfaceParams(subdivisions=args.subdivisions, data_weight=args.data_weight, iterations=args.iterations)
     params.validate()
     image = read_image(args.image)
