@@ -186,11 +186,12 @@ def atomic_output(path: str | Path, check: Check | None = None) -> Iterator[Path
 
 
 @contextlib.contextmanager
-def atomic_folder(path: str | Path) -> Iterator[Path]:
+def atomic_folder(path: str | Path, *, replace: bool = False) -> Iterator[Path]:
     """A folder of several files that appears all or none: build it under a temporary name beside ``path``,
-    then move it into place (``path`` must not exist yet). A failure removes what was built."""
+    then move it into place. ``path`` must not exist, unless ``replace``: then the previous folder is swapped
+    out only once the new one is complete. A failure removes what was built and leaves ``path`` as it was."""
     path = Path(path)
-    if path.exists():
+    if path.exists() and not (replace and path.is_dir()):
         raise InputError(f"{path} already exists; choose a new folder.")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
@@ -201,7 +202,13 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
         try:
             tmp.mkdir()
             yield tmp
-            os.replace(tmp, path)
+            if path.exists():
+                old = parent / f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}{PARTIAL}.old"
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
         except InputError:
             raise
         except OSError as e:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..core.atomic_files import atomic_outputs
 from ..core.box import Box
 from ..core.errors import InputError
 from ..core.geometry import Geometry
@@ -44,27 +46,30 @@ class AnnotationSet:
 
     def save(self, folder: str | Path) -> dict[str, Path | list[Path]]:
         """Write ``extreme_points.mrk.json``, ``box.mrk.json``, ``surface_points.mrk.json`` and
-        ``slice_boxes/slice_KKK.mrk.json`` (one ROI per slice, one slice thick)."""
+        ``slice_boxes/slice_KKK.mrk.json`` (one ROI per slice, one slice thick): all of them or none."""
         folder = Path(folder)
         if folder.exists() and not folder.is_dir():
             raise InputError(f"{folder} is a file; give a folder for the annotations.")
-        (folder / "slice_boxes").mkdir(parents=True, exist_ok=True)
-        written: dict[str, Path | list[Path]] = {
-            "extreme_points": write_points(
-                folder / "extreme_points.mrk.json", self.extreme_points, self.extreme_labels, "extreme", required=6
-            ),
-            "box": write_box(folder / "box.mrk.json", self.box, "box"),
-            "surface_points": write_points(
-                folder / "surface_points.mrk.json",
-                self.surface_points,
-                [f"s{n + 1}" for n in range(len(self.surface_points))],
-                "surface",
-            ),
+        slices = folder / "slice_boxes"
+        created = [p for p in (folder, slices) if not p.exists()]
+        slices.mkdir(parents=True, exist_ok=True)
+        named = {
+            "extreme_points": folder / "extreme_points.mrk.json",
+            "box": folder / "box.mrk.json",
+            "surface_points": folder / "surface_points.mrk.json",
         }
-        written["slice_boxes"] = [
-            write_box(
-                folder / "slice_boxes" / f"slice_{sb.slice_index:03d}.mrk.json", sb.box, f"slice {sb.slice_index}"
-            )
-            for sb in self.slice_boxes
-        ]
-        return written
+        slice_paths = [slices / f"slice_{sb.slice_index:03d}.mrk.json" for sb in self.slice_boxes]
+        try:
+            with atomic_outputs([*named.values(), *slice_paths]) as temps:
+                write_points(temps[0], self.extreme_points, self.extreme_labels, "extreme", required=6)
+                write_box(temps[1], self.box, "box")
+                labels = [f"s{n + 1}" for n in range(len(self.surface_points))]
+                write_points(temps[2], self.surface_points, labels, "surface")
+                for tmp, sb in zip(temps[3:], self.slice_boxes, strict=True):
+                    write_box(tmp, sb.box, f"slice {sb.slice_index}")
+        except BaseException:
+            for p in reversed(created):  # folders this call made, left empty by the failure
+                with contextlib.suppress(OSError):
+                    p.rmdir()
+            raise
+        return {**named, "slice_boxes": slice_paths}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...core.atomic_files import atomic_folder
 from ...core.numbers import number_option
 from ...evaluation.annotation_set import AnnotationSet
 from ...evaluation.metrics import evaluate_masks
@@ -71,47 +72,48 @@ def run(args: argparse.Namespace) -> int:
     )
 
     _step(3, total, "building the Slicer scene (volume, reference segment, markups) and writing files")
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    rt = get_runtime()
-    add_volume_node(rt, image, case.id)
-    segmentation = segmentation_from_labelmap(
-        rt, mask.astype(np.uint8), image.geometry, name="reference", names={1: structure}
-    )
-    written = annotations.save(out / "annotations")
-    # Read the files back through Slicer and put them in the scene, as a user opening them would.
-    points, point_labels = read_points(written["extreme_points"], count=6, geometry=image.geometry)
-    add_points_node(rt, points, point_labels, "extreme points", required=6)
-    add_roi_node(rt, read_box(written["box"], geometry=image.geometry), "box")
-    write_segmentation(out / "reference.seg.nrrd", segmentation)
+    final = Path(args.output)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_folder(final, replace=True) as out:  # the whole demo folder or the previous one
+        rt = get_runtime()
+        add_volume_node(rt, image, case.id)
+        segmentation = segmentation_from_labelmap(
+            rt, mask.astype(np.uint8), image.geometry, name="reference", names={1: structure}
+        )
+        written = annotations.save(out / "annotations")
+        # Read the files back through Slicer and put them in the scene, as a user opening them would.
+        points, point_labels = read_points(written["extreme_points"], count=6, geometry=image.geometry)
+        add_points_node(rt, points, point_labels, "extreme points", required=6)
+        add_roi_node(rt, read_box(written["box"], geometry=image.geometry), "box")
+        write_segmentation(out / "reference.seg.nrrd", segmentation)
 
-    _step(4, total, "measuring what each annotation tells about the object")
-    box_only = evaluate_masks(mask, box_mask(annotations.box, image.geometry), image.geometry)
-    index = image.geometry.ras_to_index(annotations.extreme_points)
-    on_object = int(mask[tuple(index.T)].sum())
+        _step(4, total, "measuring what each annotation tells about the object")
+        box_only = evaluate_masks(mask, box_mask(annotations.box, image.geometry), image.geometry)
+        index = image.geometry.ras_to_index(annotations.extreme_points)
+        on_object = int(mask[tuple(index.T)].sum())
 
-    _step(5, total, "drawing the overlay and writing the report")
-    picture = overlay_png(
-        out / "overlay.png",
-        image.array,
-        image.geometry,
-        masks=[
-            (mask, "#ffd21f", f"reference: {structure}"),
-            (box_mask(annotations.box, image.geometry), "#33c3ff", "3D box"),
-        ],
-        points=[
-            (annotations.extreme_points, "#ff3b3b", f"6 extreme points (jitter ≤ {args.jitter_mm:g} mm)"),
-            (annotations.surface_points, "#7CFC00", f"{len(annotations.surface_points)} surface points"),
-        ],
-        title=f"{case.id} ({case.modality}, {image.geometry.describe()})",
-    )
-    report = out / "report.md"
-    rows = "\n".join(
-        f"| {lab} | {p[0]:.1f}, {p[1]:.1f}, {p[2]:.1f} |"
-        for lab, p in zip(annotations.extreme_labels, annotations.extreme_points, strict=True)
-    )
-    report.write_text(
-        f"""# WeakAnnotate demo: {case.id}
+        _step(5, total, "drawing the overlay and writing the report")
+        picture = overlay_png(
+            out / "overlay.png",
+            image.array,
+            image.geometry,
+            masks=[
+                (mask, "#ffd21f", f"reference: {structure}"),
+                (box_mask(annotations.box, image.geometry), "#33c3ff", "3D box"),
+            ],
+            points=[
+                (annotations.extreme_points, "#ff3b3b", f"6 extreme points (jitter ≤ {args.jitter_mm:g} mm)"),
+                (annotations.surface_points, "#7CFC00", f"{len(annotations.surface_points)} surface points"),
+            ],
+            title=f"{case.id} ({case.modality}, {image.geometry.describe()})",
+        )
+        report = out / "report.md"
+        rows = "\n".join(
+            f"| {lab} | {p[0]:.1f}, {p[1]:.1f}, {p[2]:.1f} |"
+            for lab, p in zip(annotations.extreme_labels, annotations.extreme_points, strict=True)
+        )
+        report.write_text(
+            f"""# WeakAnnotate demo: {case.id}
 
 - Image: `{case.image}` — {case.modality}, {image.geometry.describe()}
 - Reference: `{case.mask}` ({case.gt_type}); object = {structure}, {box_only["reference_ml"]:.1f} ml
@@ -140,7 +142,8 @@ the gap every box-supervised method has to close.
 
 Reproduce: `weakannotate demo --case {case.id} --output {args.output}`
 """,
-        encoding="utf-8",
-    )
-    print(f"done in {time.perf_counter() - t0:.1f} s: report {report.resolve()}, picture {picture.resolve()}")
+            encoding="utf-8",
+        )
+    report, picture = (final / report.name).resolve(), (final / picture.name).resolve()
+    print(f"done in {time.perf_counter() - t0:.1f} s: report {report}, picture {picture}")
     return 0
