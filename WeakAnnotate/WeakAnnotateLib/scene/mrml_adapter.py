@@ -21,8 +21,10 @@ from ..core.atomic_files import atomic_output
 from ..core.box import Box
 from ..core.errors import InputError
 from ..core.geometry import Geometry
+from ..files.dicom_seg import SegmentCodes
 from ..files.image_io import Image
 from .slicer_runtime import SlicerRuntime
+from .terminology import Term, resolve_terminology, set_node_default, set_segment_terminology
 
 # --- scene changes ------------------------------------------------------------------------------------
 
@@ -150,11 +152,23 @@ def _oriented(mask: np.ndarray, geometry: Geometry) -> Any:
     return data
 
 
-def add_segmentation_node(rt: SlicerRuntime, name: str, reference: Geometry | Any | None = None) -> Any:
-    """An empty segmentation node, its master geometry taken from a volume node or a :class:`Geometry`."""
+def add_segmentation_node(
+    rt: SlicerRuntime,
+    name: str,
+    reference: Geometry | Any | None = None,
+    *,
+    terminology: str | SegmentCodes | Term | None = None,
+) -> Any:
+    """An empty segmentation node, its master geometry taken from a volume node or a :class:`Geometry`.
+
+    ``terminology`` (see :func:`.terminology.resolve_terminology`) becomes the node's default term: the one its
+    segments get when their name names no structure.
+    """
     with scene_change(rt.scene):
         node = rt.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
         node.CreateDefaultDisplayNodes()
+        if terminology is not None:
+            set_node_default(rt, node, terminology)
         if isinstance(reference, Geometry):
             import slicer
 
@@ -175,19 +189,31 @@ def set_segment_mask(
     geometry: Geometry,
     name: str,
     color: Sequence[float] | None = None,
+    *,
+    terminology: str | SegmentCodes | Term | None = None,
 ) -> str:
-    """Create the segment ``name`` or replace its voxels with ``mask``; returns the segment ID."""
+    """Create the segment ``name`` or replace its voxels with ``mask``; returns the segment ID.
+
+    A new segment carries a standard term (its ``TerminologyEntry`` tag): ``terminology`` when given (a type such
+    as "Neoplasm" or "Kidney/Left", codes, or a serialized entry), else the one its name stands for
+    (:func:`.terminology.codes_for_name`). An existing segment keeps its term unless ``terminology`` is given.
+    """
     import slicer
 
     if mask.shape != geometry.shape:
         raise InputError(f"Mask shape {mask.shape} does not match the grid {geometry.shape}.")
+    chosen = resolve_terminology(rt, terminology) if terminology is not None else None  # may fail: before changes
     segmentation = segmentation_node.GetSegmentation()
     segment_id = segmentation.GetSegmentIdBySegmentName(name)
     with scene_change(rt.scene):
         if not segment_id:
             segment_id = segmentation.AddEmptySegment("", name, list(color) if color is not None else None)
-        elif color is not None:
-            segmentation.GetSegment(segment_id).SetColor(*color)
+            set_segment_terminology(rt, segmentation_node, segment_id, chosen)
+        else:
+            if color is not None:
+                segmentation.GetSegment(segment_id).SetColor(*color)
+            if chosen is not None:
+                set_segment_terminology(rt, segmentation_node, segment_id, chosen)
         ok = slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
             _oriented(mask, geometry),
             segmentation_node,

@@ -1,8 +1,10 @@
-"""Segmentations on disk: Slicer's ``.seg.nrrd`` and NIfTI/NRRD label maps, through segmentation nodes.
+"""Segmentations on disk: Slicer's ``.seg.nrrd``, NIfTI/NRRD label maps and DICOM SEG, through segmentation nodes.
 
 A label map becomes one segment per nonzero value (named from a ``{value: name}`` table when given); a
 segmentation node becomes a label map on a chosen grid, segment n → value n (in segment order), or the
-values recorded on import.
+values recorded on import. A DICOM SEG becomes one segment per DICOM segment (name, colour and terminology
+from its codes, label value = segment number); :func:`coded_segments` gives a node's segments with their codes
+on a DICOM series' grid for :func:`~WeakAnnotateLib.files.dicom_seg.write_dicom_seg`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ..core.atomic_files import full_suffix
 from ..core.colors import segment_color
 from ..core.errors import InputError
 from ..core.geometry import Geometry
+from ..files.dicom_seg import CodedSegment, DicomSeries, is_dicom_seg, read_dicom_seg
 from ..files.image_io import Image, read_image, write_image
 from .mrml_adapter import (
     add_segmentation_node,
@@ -30,6 +33,7 @@ from .mrml_adapter import (
     write_node_file,
 )
 from .slicer_runtime import SlicerRuntime
+from .terminology import DICOM_MASTER, Term, segment_terminology
 
 LABEL_TAG = "WeakAnnotate.LabelValue"
 
@@ -88,17 +92,49 @@ def write_segmentation(path: str | Path, segmentation_node: Any, geometry: Geome
     return write_image(path, labelmap, geometry)
 
 
+def coded_segments(rt: SlicerRuntime, segmentation_node: Any, geometry: Geometry) -> list[CodedSegment]:
+    """Every segment resampled (nearest neighbour) onto ``geometry``, with its name, colour and terminology codes."""
+    ids = segment_ids(segmentation_node)
+    if not ids:
+        raise InputError(f"Segmentation {segmentation_node.GetName()} has no segments.")
+    out = []
+    segmentation = segmentation_node.GetSegmentation()
+    for sid in ids:
+        segment = segmentation.GetSegment(sid)
+        term = segment_terminology(rt, segmentation_node, sid)
+        color = tuple(float(c) for c in segment.GetColor())
+        out.append(CodedSegment(segment.GetName(), segment_mask(segmentation_node, sid, geometry), color, term.codes))
+    return out
+
+
+def segmentation_from_coded(
+    rt: SlicerRuntime, segments: list[CodedSegment], geometry: Geometry, *, name: str = "segmentation"
+) -> Any:
+    """A segmentation node of coded segments (DICOM SEG read back): names, colours, terminology, value = order."""
+    with scene_change(rt.scene):
+        node = add_segmentation_node(rt, name, geometry)
+        for value, s in enumerate(segments, start=1):
+            sid = set_segment_mask(rt, node, s.mask, geometry, s.name, s.color, terminology=Term(DICOM_MASTER, s.codes))
+            node.GetSegmentation().GetSegment(sid).SetTag(LABEL_TAG, str(value))
+    return node
+
+
 def read_segmentation(
     rt: SlicerRuntime,
     path: str | Path,
     *,
     geometry: Geometry | None = None,
     names: Mapping[int, str] | None = None,
+    series: DicomSeries | None = None,
 ) -> Any:
-    """Load ``.seg.nrrd`` or a label-map file as a segmentation node (a label map must match ``geometry``)."""
+    """Load ``.seg.nrrd``, a label-map file or a DICOM SEG as a segmentation node (a label map must match
+    ``geometry``; a DICOM SEG is placed on ``series`` when given, which must be the series it refers to)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"Segmentation file {path} does not exist.")
+    if is_dicom_seg(path):
+        segments, seg_geometry = read_dicom_seg(path, series)
+        return segmentation_from_coded(rt, segments, seg_geometry, name=path.stem)
     if full_suffix(path) == ".seg.nrrd":
         # Slicer's reader aborts the whole process (an uncaught C++ exception) on a corrupt header or
         # truncated data; ITK through SimpleITK raises a catchable error for the same files.

@@ -1,0 +1,218 @@
+"""Export to the ecosystem: DICOM SEG out and back in (checked with dcmqi, Slicer's own converter, as the
+independent reader), and nnU-Net v2 raw datasets (checked with nnU-Net's own verify_dataset_integrity).
+
+Real data: the DICOM CT series of ``totalseg/`` (its files carry empty SOP Class / SOP Instance / Study / Series
+UIDs) and its label map ``example_seg_dicom.nii.gz`` (same voxels, y axis flipped), the IBSI sarcoma cases.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+from pydicom.uid import generate_uid
+from WeakAnnotateLib.cli.main import main
+from WeakAnnotateLib.files.dicom_seg import read_dicom_seg, read_dicom_series
+from WeakAnnotateLib.files.image_io import read_image, to_sitk
+
+BIN = Path(sys.executable).parent
+# Five organs of the catalogue's DICOM case, and TotalSegmentator's class 8 (a sided structure: a type modifier).
+NAMES = {1: "spleen", 5: "liver", 6: "stomach", 7: "pancreas", 8: "adrenal_gland_right", 52: "aorta"}
+SCT = "SCT"
+ANATOMY = ("123037004", SCT, "Anatomical Structure")
+EXPECTED_CODES = {  # segment → (category, type, modifier) as (value, scheme, meaning)
+    "spleen": (ANATOMY, ("78961009", SCT, "Spleen"), None),
+    "liver": (ANATOMY, ("10200004", SCT, "Liver"), None),
+    "stomach": (ANATOMY, ("69695003", SCT, "Stomach"), None),
+    # the user's choice on the command line (--terminology pancreas=Neoplasm) replaces the name's term
+    "pancreas": (("49755003", SCT, "Morphologically Altered Structure"), ("108369006", SCT, "Neoplasm"), None),
+    "adrenal_gland_right": (ANATOMY, ("23451007", SCT, "Adrenal gland"), ("24028007", SCT, "Right")),
+    "aorta": (ANATOMY, ("15825003", SCT, "Aorta"), None),
+}
+
+
+def _run(*argv: str, capsys) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture(scope="module")
+def dicom_case(data_dir: Path, tmp_path_factory) -> dict:
+    """The series, a label map of six structures on its flipped grid, and the SEG the CLI wrote from it."""
+    folder = data_dir / "totalseg" / "example_ct_dicom"
+    full = sitk.ReadImage(str(data_dir / "totalseg" / "example_seg_dicom.nii.gz"))
+    values = sitk.GetArrayFromImage(full)
+    kept = np.where(np.isin(values, list(NAMES)), values, 0).astype(np.uint8)
+    labels = sitk.GetImageFromArray(kept)
+    labels.CopyInformation(full)  # same header: the y axis stays flipped with respect to the series
+    work = tmp_path_factory.mktemp("dicom_seg")
+    labelmap = work / "organs.nii.gz"
+    sitk.WriteImage(labels, str(labelmap))
+    out = work / "organs.dcm"
+    names = [f"{v}={n}" for v, n in NAMES.items()]
+    rc = main(
+        ["export", "--format", "dicom-seg", "--image", str(folder), "--segmentation", str(labelmap)]
+        + ["--names", *names, "--terminology", "pancreas=Neoplasm", "--output", str(out)]
+    )
+    assert rc == 0
+    return {"folder": folder, "labelmap": labelmap, "labels": labels, "seg": out, "work": work}
+
+
+def _on_series(image: sitk.Image, series: sitk.Image) -> np.ndarray:
+    """An image resampled (nearest neighbour, physical space) onto the series' grid."""
+    return sitk.GetArrayFromImage(sitk.Resample(image, series, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+
+
+def test_dicom_seg_read_by_dcmqi_same_voxels_names_codes(dicom_case: dict) -> None:
+    """dcmqi's segimage2itkimage reads the SEG: every segment's voxels, label, colour and codes as written."""
+    series_image = read_image(dicom_case["folder"])
+    series_sitk = sitk.ReadImage(
+        sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(dicom_case["folder"]))
+    )  # the series as ITK reads it
+    expected = _on_series(dicom_case["labels"], series_sitk)
+    # The label map's y axis is flipped with respect to the series: on the series' grid it is the flipped array.
+    assert np.array_equal(expected, sitk.GetArrayFromImage(dicom_case["labels"])[:, ::-1, :])
+    assert expected.shape == series_image.array.shape
+
+    out = dicom_case["work"] / "dcmqi"
+    out.mkdir()
+    run = subprocess.run(
+        [str(BIN / "segimage2itkimage"), "--inputDICOM", str(dicom_case["seg"]), "--outputDirectory", str(out)]
+        + ["--outputType", "nifti"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr + run.stdout
+    meta = json.loads((out / "meta.json").read_text())
+    attributes = [a for group in meta["segmentAttributes"] for a in group]
+    assert [a["SegmentLabel"] for a in attributes] == list(NAMES.values())
+    for a in attributes:
+        name = a["SegmentLabel"]
+        value = next(v for v, n in NAMES.items() if n == name)
+        voxels = _on_series(sitk.ReadImage(str(out / f"{a['labelID']}.nii.gz")), series_sitk) != 0
+        assert np.array_equal(voxels, expected == value), name
+        category, kind, modifier = EXPECTED_CODES[name]
+
+        def triple(item: dict) -> tuple[str, str, str]:
+            return (item["CodeValue"], item["CodingSchemeDesignator"], item["CodeMeaning"])
+
+        assert triple(a["SegmentedPropertyCategoryCodeSequence"]) == category, name
+        assert triple(a["SegmentedPropertyTypeCodeSequence"]) == kind, name
+        got_modifier = a.get("SegmentedPropertyTypeModifierCodeSequence")
+        assert (triple(got_modifier) if got_modifier else None) == modifier, name
+        assert a["SegmentAlgorithmType"] == "SEMIAUTOMATIC"
+    liver = next(a for a in attributes if a["SegmentLabel"] == "liver")
+    assert np.allclose(liver["recommendedDisplayRGBValue"], [222, 130, 79], atol=2)  # core.colors' liver
+
+
+def test_dicom_seg_refers_to_the_series_by_file_meta_uids(dicom_case: dict) -> None:
+    """The series' data sets have empty SOP UIDs: the SEG refers to each image by its file meta's SOP Instance UID."""
+    seg = pydicom.dcmread(dicom_case["seg"])
+    files = sorted(dicom_case["folder"].iterdir())
+    meta_uids = {str(pydicom.dcmread(f, stop_before_pixels=True).file_meta.MediaStorageSOPInstanceUID) for f in files}
+    assert all(str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) == "" for f in files[:3])
+    referenced = {
+        str(i.ReferencedSOPInstanceUID) for s in seg.ReferencedSeriesSequence for i in s.ReferencedInstanceSequence
+    }
+    assert referenced == meta_uids
+    assert seg.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4" and seg.SegmentationType == "BINARY"
+    # The stand-in study / series UIDs are derived from the images: the same for every export of the series.
+    series = read_dicom_series(dicom_case["folder"])
+    assert seg.StudyInstanceUID == series.datasets[0].StudyInstanceUID
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == series.series_instance_uid
+    assert read_dicom_series(dicom_case["folder"]).series_instance_uid == series.series_instance_uid
+    assert any("SOP Instance UID" in n for n in series.notes)
+
+
+def test_dicom_seg_back_as_segmentation_and_labelmap(dicom_case: dict, runtime, capsys, tmp_path: Path) -> None:
+    """Read back: on the open series (a segmentation node with names and terms), on its own grid, as a label map."""
+    from WeakAnnotateLib.scene.mrml_adapter import segment_ids, segment_mask
+    from WeakAnnotateLib.scene.segmentation_io import read_segmentation
+    from WeakAnnotateLib.scene.terminology import segment_terminology
+
+    series = read_dicom_series(dicom_case["folder"])
+    expected = sitk.GetArrayFromImage(dicom_case["labels"])[:, ::-1, :]
+    node = read_segmentation(runtime, dicom_case["seg"], series=series)
+    segmentation = node.GetSegmentation()
+    ids = segment_ids(node)
+    assert [segmentation.GetSegment(s).GetName() for s in ids] == list(NAMES.values())
+    for sid, (value, name) in zip(ids, NAMES.items(), strict=True):
+        assert np.array_equal(segment_mask(node, sid, series.geometry), expected == value), name
+        codes = segment_terminology(runtime, node, sid).codes
+        category, kind, modifier = EXPECTED_CODES[name]
+        assert (codes.category.value, codes.type.value) == (category[0], kind[0])
+        assert (codes.modifier.value if codes.modifier else None) == (modifier[0] if modifier else None)
+
+    # Without the series: the SEG's own grid (its frames' extent; highdicom orders the slices its own way) holds
+    # the same voxels in physical space.
+    segments, own = read_dicom_seg(dicom_case["seg"])
+    assert own.shape == series.geometry.shape and np.allclose(own.spacing, series.geometry.spacing)
+    series_sitk = to_sitk(expected, series.geometry)
+    for segment, value in zip(segments, NAMES, strict=True):
+        on_series = _on_series(to_sitk(segment.mask.astype(np.uint8), own), series_sitk)
+        assert np.array_equal(on_series != 0, expected == value), segment.name
+
+    out = tmp_path / "back.nii.gz"
+    rc, stdout, _ = _run(
+        "export", "--format", "labelmap", "--image", str(dicom_case["folder"]), "--segmentation",
+        str(dicom_case["seg"]), "--output", str(out), capsys=capsys,
+    )  # fmt: skip
+    assert rc == 0
+    back = read_image(out)
+    assert back.geometry.same_grid(series.geometry)
+    table = {row["value"]: row["name"] for row in json.loads(stdout)["segments"]}
+    for value, name in table.items():
+        original = next(v for v, n in NAMES.items() if n == name)
+        assert np.array_equal(back.array == value, expected == original), name
+
+
+def test_dicom_seg_of_a_non_dicom_image_is_refused(data_dir: Path, capsys, tmp_path: Path) -> None:
+    image = data_dir / "totalseg" / "example_ct_sm.nii.gz"
+    out = tmp_path / "x.dcm"
+    rc, _, err = _run(
+        "export", "--format", "dicom-seg", "--image", str(image), "--segmentation",
+        str(data_dir / "totalseg" / "example_seg.nii.gz"), "--output", str(out), capsys=capsys,
+    )  # fmt: skip
+    assert rc == 2
+    assert "is not a DICOM series" in err and "seg-nrrd" in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_dicom_seg_of_another_series_is_refused(dicom_case: dict, capsys, tmp_path: Path) -> None:
+    """The same pixels under new SOP Instance UIDs are another series: the SEG does not belong on it."""
+    other = tmp_path / "other_series"
+    other.mkdir()
+    series_uid = generate_uid()
+    for f in sorted(dicom_case["folder"].iterdir()):
+        ds = pydicom.dcmread(f)
+        uid = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = uid
+        ds.SOPInstanceUID = uid
+        ds.SeriesInstanceUID = series_uid
+        ds.save_as(other / f.name)
+    out = tmp_path / "back.nii.gz"
+    rc, _, err = _run(
+        "export", "--format", "labelmap", "--image", str(other), "--segmentation", str(dicom_case["seg"]),
+        "--output", str(out), capsys=capsys,
+    )  # fmt: skip
+    assert rc == 2
+    assert "drawn on another series" in err and "20 of the 20 images" in err
+    assert not out.exists()
+
+
+def test_export_names_a_missing_segment_in_terminology(dicom_case: dict, capsys, tmp_path: Path) -> None:
+    out = tmp_path / "x.dcm"
+    rc, _, err = _run(
+        "export", "--format", "dicom-seg", "--image", str(dicom_case["folder"]), "--segmentation",
+        str(dicom_case["labelmap"]), "--names", "1=spleen", "--terminology", "kidney=Kidney/Left",
+        "--output", str(out), capsys=capsys,
+    )  # fmt: skip
+    assert rc == 2 and "no segment 'kidney'" in err and not out.exists()
