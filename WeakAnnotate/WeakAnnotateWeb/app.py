@@ -44,6 +44,7 @@ from WeakAnnotateLib.scene.mrml_adapter import add_segmentation_node, add_volume
 from WeakAnnotateLib.scene.segmentation_io import write_segmentation
 from WeakAnnotateLib.scene.slicer_runtime import SlicerRuntime
 
+from .html_text import attribute_text
 from .modes import Mode, page_modes
 from .presets import PRESETS, default_preset, preset
 from .training_panel import TrainingPanel
@@ -240,7 +241,7 @@ class WeakAnnotateWebApp:
                     size="small",
                     variant="outlined",
                     filter=True,
-                    title=mode.method.help,
+                    title=attribute_text(mode.method.help),
                 )
         html.Div("{{ mode_text }}", classes="text-caption mb-2", id="mode-text")
         with html.Div(classes="d-flex flex-wrap ga-2"):

@@ -53,6 +53,7 @@ def training_dataset(folder: Path, case_ids: Sequence[str], data_dir: str | Path
     """``folder`` as a dataset of ``case_ids`` with extreme points, surface points and reference masks: made
     once, then reused (an older one without surface points gets them)."""
     if not (folder / MANIFEST).is_file():
+        folder.parent.mkdir(parents=True, exist_ok=True)  # the dataset is built beside its folder, then moved in
         create_from_cases(folder, list(case_ids), data_dir=data_dir)
     add_surface_points(DatasetFolder.load(folder))
     return folder

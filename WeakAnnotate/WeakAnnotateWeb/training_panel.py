@@ -39,6 +39,7 @@ from WeakAnnotateLib.methods.base import FieldInfo, TrainingMethodInfo
 from WeakAnnotateLib.networks.model_files import list_models
 from WeakAnnotateLib.scene.mrml_adapter import image_of_node, points_of_node, set_segment_mask
 
+from .html_text import attribute_text
 from .training_data import training_dataset
 from .workspace import safe_name
 
@@ -191,6 +192,7 @@ class TrainingPanel:
         s.train_text = ""
         s.train_curve = curve_svg([], [])
         s.train_model = ""
+        s.train_job = ""  # the folder (in training/jobs) of the job started last
         s.train_error = ""
         s.train_busy = False
 
@@ -286,6 +288,7 @@ class TrainingPanel:
         html.Div(v_html=("train_curve",), id="train-curve", classes="my-1")
         html.Div("loss (amber), validation Dice (green)", classes="text-caption")
         html.Div("{{ train_text }}", classes="text-body-2", id="train-text")
+        html.Div("job: {{ train_job }}", v_if=("train_job",), classes="text-caption", id="train-job")
         html.Div("model: {{ train_model }}", v_if=("train_model",), classes="text-caption", id="train-model")
 
     def _field_widget(self, info: TrainingMethodInfo, f: FieldInfo) -> None:
@@ -298,7 +301,7 @@ class TrainingPanel:
             "disabled": (LOCKED,),
             "hide_details": True,
         }
-        with html.Div(title=f.help, classes="mb-2", id=f"train-field-{f.name}-tip"):
+        with html.Div(title=attribute_text(f.help), classes="mb-2", id=f"train-field-{f.name}-tip"):
             if f.name in JOB_FIELDS:
                 v3.VSelect(items=(jobs_key(info.name),), **options)
                 html.Div(
@@ -416,6 +419,7 @@ class TrainingPanel:
         self._set(
             train_state="running",
             train_running=True,
+            train_job=output.name,
             train_busy=False,
             train_curve=curve_svg([], []),
             train_text=f"Started {output.name} ({info.title}) on {len(ids)} cases ({', '.join(ids)}){validation}.",
