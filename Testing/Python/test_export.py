@@ -18,8 +18,9 @@ import pytest
 import SimpleITK as sitk
 from pydicom.uid import generate_uid
 from WeakAnnotateLib.cli.main import main
+from WeakAnnotateLib.data.dataset import CaseEntry, DatasetFolder
 from WeakAnnotateLib.files.dicom_seg import read_dicom_seg, read_dicom_series
-from WeakAnnotateLib.files.image_io import read_image, to_sitk
+from WeakAnnotateLib.files.image_io import read_image, to_sitk, write_image
 
 BIN = Path(sys.executable).parent
 # Five organs of the catalogue's DICOM case, and TotalSegmentator's class 8 (a sided structure: a type modifier).
@@ -216,3 +217,166 @@ def test_export_names_a_missing_segment_in_terminology(dicom_case: dict, capsys,
         "--output", str(out), capsys=capsys,
     )  # fmt: skip
     assert rc == 2 and "no segment 'kidney'" in err and not out.exists()
+
+
+# --- nnU-Net v2 -----------------------------------------------------------------------------------------
+
+GTV = "GTV_Mass (soft-tissue sarcoma)"
+
+
+def _pet_dataset(root: Path, case_by_id, *, references: bool = True) -> DatasetFolder:
+    """Three IBSI PET cases (files stay in shared/data), one with an id nnU-Net cannot use, one without reference."""
+    ds = DatasetFolder(root, "sarcoma pet")
+    for n, case_id in enumerate(["ibsi_STS_001_PET", "ibsi_STS_002_PET", "ibsi_STS_003_PET", "ibsi_STS_004_PET"]):
+        case = case_by_id(case_id)
+        entry_id = "STS 003/PET" if n == 2 else case_id
+        reference = str(case.mask) if references and n < 3 else None
+        ds.add_case(CaseEntry(id=entry_id, image=str(case.image), reference=reference, modality=case.modality))
+    ds.save()
+    return ds
+
+
+def test_nnunet_export_passes_nnunets_own_check(tmp_path: Path, case_by_id, capfd) -> None:
+    """capfd: nnU-Net's check prints from its worker processes."""
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+
+    ds = _pet_dataset(tmp_path / "ds", case_by_id)
+    raw = tmp_path / "nnUNet_raw"
+    rc, stdout, err = _run(
+        "dataset", "export", "--format", "nnunetv2", str(ds.root), str(raw), "--id", "7", capsys=capfd
+    )
+    assert rc == 0, err
+    result = json.loads(stdout)
+    folder = raw / "Dataset007_sarcoma_pet"
+    assert Path(result["folder"]) == folder and sorted(p.name for p in raw.iterdir()) == [folder.name]
+    assert json.loads((folder / "dataset.json").read_text()) == {
+        "channel_names": {"0": "PET"},
+        "labels": {"background": 0, GTV: 1},
+        "numTraining": 3,
+        "file_ending": ".nii.gz",
+        "name": "sarcoma_pet",
+        "description": f"Exported by weakannotate from {ds.root} (final labels).",
+    }
+    # The id with a space and a slash is renamed, and said so; the case without a reference is a test case.
+    assert result["renamed"] == {"STS 003/PET": "STS_003_PET"}
+    assert "'STS 003/PET' is not an nnU-Net identifier" in err and "written as 'STS_003_PET'" in err
+    assert result["training"] == {
+        "ibsi_STS_001_PET": "ibsi_STS_001_PET",
+        "ibsi_STS_002_PET": "ibsi_STS_002_PET",
+        "STS_003_PET": "STS 003/PET",
+    }
+    assert result["test"] == {"ibsi_STS_004_PET": "ibsi_STS_004_PET"}
+    assert (folder / "imagesTs" / "ibsi_STS_004_PET_0000.nii.gz").is_file()
+    assert json.loads((folder / "weakannotate_cases.json").read_text())["training"] == result["training"]
+    for ident, case_id in result["training"].items():
+        source = case_by_id(case_id if case_id.startswith("ibsi") else "ibsi_STS_003_PET")
+        image = sitk.ReadImage(str(folder / "imagesTr" / f"{ident}_0000.nii.gz"))
+        label = sitk.ReadImage(str(folder / "labelsTr" / f"{ident}.nii.gz"))
+        original = sitk.ReadImage(str(source.image))
+        for get in ("GetSize", "GetSpacing", "GetOrigin", "GetDirection"):
+            assert getattr(image, get)() == getattr(label, get)(), (ident, get)  # identical grids
+            assert np.allclose(getattr(image, get)(), getattr(original, get)(), atol=1e-6), (ident, get)
+        assert np.array_equal(sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(original))
+        reference = sitk.GetArrayFromImage(sitk.ReadImage(str(source.mask))) != 0
+        assert np.array_equal(sitk.GetArrayFromImage(label), reference.astype(np.uint8))
+
+    verify_dataset_integrity(str(folder), 1)  # raises on any problem
+    printed = capfd.readouterr().out
+    assert "Error" not in printed and "Warning" not in printed, printed
+
+
+def test_nnunet_export_of_pseudo_labels_and_the_way_back(tmp_path: Path, case_by_id, capsys) -> None:
+    """--labels pseudo; then nnU-Net's predictions (here: label files named as nnU-Net names its outputs) come
+    back as the cases' predictions through the export's case map, and open as a named, coded segmentation."""
+    import slicerio
+
+    ds = _pet_dataset(tmp_path / "ds", case_by_id)
+    case = case_by_id("ibsi_STS_001_PET")
+    reference = read_image(case.mask)
+    pseudo = tmp_path / "ds" / "pseudo.nii.gz"
+    write_image(pseudo, (reference.array != 0).astype(np.uint8), reference.geometry)
+    ds.case("ibsi_STS_001_PET").pseudo_label = ds.stored(pseudo)
+    ds.save()
+    raw = tmp_path / "raw"
+    rc, stdout, err = _run(
+        "dataset", "export", str(ds.root), str(raw), "--id", "12", "--labels", "pseudo", "--name", "Pseudo",
+        capsys=capsys,
+    )  # fmt: skip
+    assert rc == 0, err
+    folder = raw / "Dataset012_Pseudo"
+    doc = json.loads((folder / "dataset.json").read_text())
+    assert doc["numTraining"] == 1 and doc["labels"] == {"background": 0, GTV: 1}
+    assert sorted(p.name for p in (folder / "imagesTs").iterdir()) == [
+        "STS_003_PET_0000.nii.gz", "ibsi_STS_002_PET_0000.nii.gz", "ibsi_STS_004_PET_0000.nii.gz",
+    ]  # fmt: skip
+
+    predictions = tmp_path / "predictions"
+    predictions.mkdir()
+    for ident in ("ibsi_STS_001_PET", "STS_003_PET"):
+        source = case_by_id("ibsi_STS_001_PET" if ident.startswith("ibsi") else "ibsi_STS_003_PET")
+        label = read_image(source.mask)
+        write_image(predictions / f"{ident}.nii.gz", label.array, label.geometry)
+    rc, stdout, err = _run(
+        "dataset", "import-nnunet", str(ds.root), str(predictions), "--export", str(folder), capsys=capsys
+    )
+    assert rc == 0, err
+    rows = [json.loads(line) for line in stdout.splitlines()]
+    assert [r["case"] for r in rows] == ["STS 003/PET", "ibsi_STS_001_PET"]
+    again = DatasetFolder.load(ds.root)
+    assert "predicted" in again.case("STS 003/PET").states(again.root)
+    start = again.path(again.case("STS 003/PET").prediction)
+    out = tmp_path / "start.seg.nrrd"
+    rc, _, err = _run(
+        "export", "--format", "seg-nrrd", "--image", str(case_by_id("ibsi_STS_003_PET").image), "--segmentation",
+        str(start), "--names", f"1={GTV}", "--output", str(out), capsys=capsys,
+    )  # fmt: skip
+    assert rc == 0, err
+    segments = slicerio.read_segmentation(str(out), skip_voxels=True)["segments"]
+    assert [s["name"] for s in segments] == [GTV]
+    assert segments[0]["terminology"]["type"] == ["SCT", "108369006", "Neoplasm"]
+
+
+def test_nnunet_export_refuses_bad_input(tmp_path: Path, case_by_id, capsys) -> None:
+    raw = tmp_path / "raw"
+
+    def export(ds: DatasetFolder, *extra: str) -> tuple[int, str]:
+        rc, _, err = _run("dataset", "export", str(ds.root), str(raw), "--id", "3", *extra, capsys=capsys)
+        return rc, err
+
+    # No final masks.
+    bare = _pet_dataset(tmp_path / "bare", case_by_id, references=False)
+    rc, err = export(bare)
+    assert rc == 2 and "No case of" in err and "final (reference) masks" in err and "--labels pseudo" in err
+    assert not raw.exists()
+    rc, err = export(bare, "--labels", "pseudo")
+    assert rc == 2 and "pseudo-labels" in err and not raw.exists()
+
+    # A label on another grid than its image (the CT contour given for the PET image).
+    ds = _pet_dataset(tmp_path / "ds", case_by_id)
+    ds.case("ibsi_STS_002_PET").reference = str(case_by_id("ibsi_STS_002_CT").mask)
+    ds.save()
+    rc, err = export(ds)
+    assert rc == 2 and "Case 'ibsi_STS_002_PET'" in err and "different grid" in err
+    assert not raw.exists(), "a failed export left files behind"
+
+    # Two ids that become the same nnU-Net identifier.
+    clash = _pet_dataset(tmp_path / "clash", case_by_id)
+    clash.cases[0].id = "STS_003_PET"
+    clash.save()
+    rc, err = export(clash)
+    assert rc == 2 and "both become the nnU-Net identifier 'STS_003_PET'" in err and not raw.exists()
+
+    # An existing dataset folder of that id: refused, then replaced with --overwrite.
+    good = _pet_dataset(tmp_path / "good", case_by_id)
+    assert export(good)[0] == 0
+    marker = raw / "Dataset003_sarcoma_pet" / "marker"
+    marker.write_text("old")
+    rc, err = export(good)
+    assert rc == 2 and "already exists" in err and "--overwrite" in err and marker.exists()
+    rc, err = export(good, "--name", "other")
+    assert rc == 2 and "already exists" in err
+    rc, err = export(good, "--overwrite")
+    assert rc == 0 and not marker.exists() and (raw / "Dataset003_sarcoma_pet" / "dataset.json").is_file()
+    rc, err = export(good, "--overwrite", "--name", "other")
+    assert rc == 2 and "taken by Dataset003_sarcoma_pet" in err
+    assert sorted(p.name for p in raw.iterdir()) == ["Dataset003_sarcoma_pet"]
