@@ -15,6 +15,9 @@ series' SOP Instance UIDs is used (the same for every export of that series) and
 :attr:`DicomSeries.notes`; images are matched by their SOP Instance UIDs, never by that stand-in. A file with
 no SOP Instance UID anywhere is refused.
 
+highdicom and pydicom are imported by the functions that use them: the scene layer (every face) imports
+:class:`Code` and :class:`SegmentCodes` from here for the terminology and must not pay ~0.5 s for them.
+
 Codes are (value, coding scheme, meaning) triples (:class:`Code`); each segment carries its category, type and
 optional type modifier (:class:`SegmentCodes`), the same triples Slicer keeps in a segment's terminology entry.
 """
@@ -27,11 +30,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import highdicom as hd
 import numpy as np
-import pydicom
 import SimpleITK as sitk
-from pydicom.uid import generate_uid
 
 from ..core.atomic_files import atomic_output, full_suffix
 from ..core.errors import InputError
@@ -41,7 +41,7 @@ from .image_io import geometry_of, is_dicom_file, read_sitk
 SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 ALGORITHM_TYPES = ("MANUAL", "SEMIAUTOMATIC", "AUTOMATIC")
 # Algorithm family for semi-automatic / automatic segments (DCM 113037 "Image Processing", CID 7162).
-_ALGORITHM_FAMILY = hd.sr.CodedConcept("113037", "DCM", "Image Processing")
+ALGORITHM_FAMILY = ("113037", "DCM", "Image Processing")
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,10 @@ class Code:
     scheme: str
     meaning: str
 
-    def coded_concept(self) -> hd.sr.CodedConcept:
+    def coded_concept(self) -> Any:
+        """As highdicom's ``CodedConcept``."""
+        import highdicom as hd
+
         return hd.sr.CodedConcept(self.value, self.scheme, self.meaning)
 
     @classmethod
@@ -94,7 +97,7 @@ class DicomSeries:
 
     folder: Path
     files: list[Path]
-    datasets: list[pydicom.Dataset]  # headers only, UIDs completed in memory (see the module docstring)
+    datasets: list[Any]  # pydicom Datasets: headers only, UIDs completed in memory (see the module docstring)
     geometry: Geometry
     notes: list[str] = field(default_factory=list)
 
@@ -113,6 +116,8 @@ class DicomSeries:
 
 def is_dicom_seg(path: str | Path) -> bool:
     """Whether ``path`` is a DICOM Segmentation object (by its SOP Class, read from the header only)."""
+    import pydicom
+
     p = Path(path)
     if not p.is_file() or not (is_dicom_file(p) or full_suffix(p) == ".dcm"):
         return False
@@ -143,6 +148,9 @@ def _not_dicom(path: Path) -> InputError:
 
 def read_dicom_series(path: str | Path, *, series_uid: str | None = None) -> DicomSeries:
     """The headers and grid of the DICOM series in ``path`` (a folder, or one of its files)."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
     path = Path(path)
     if not path.exists():
         raise InputError(f"Image {path} does not exist.")
@@ -203,7 +211,9 @@ def read_dicom_series(path: str | Path, *, series_uid: str | None = None) -> Dic
     return DicomSeries(path if path.is_dir() else path.parent, files, datasets, geometry, notes)
 
 
-def _segment_description(number: int, segment: CodedSegment, algorithm_type: str) -> hd.seg.SegmentDescription:
+def _segment_description(number: int, segment: CodedSegment, algorithm_type: str) -> Any:
+    import highdicom as hd
+
     automatic = algorithm_type != "MANUAL"
     rgb = np.clip(np.rint(np.asarray(segment.color, dtype=float) * 255), 0, 255).astype(int).tolist()
     description = hd.seg.SegmentDescription(
@@ -213,7 +223,9 @@ def _segment_description(number: int, segment: CodedSegment, algorithm_type: str
         segmented_property_type=segment.codes.type.coded_concept(),
         algorithm_type=algorithm_type,
         algorithm_identification=(
-            hd.AlgorithmIdentificationSequence(name="WeakAnnotate", version=_version(), family=_ALGORITHM_FAMILY)
+            hd.AlgorithmIdentificationSequence(
+                name="WeakAnnotate", version=_version(), family=Code(*ALGORITHM_FAMILY).coded_concept()
+            )
             if automatic
             else None
         ),
@@ -243,6 +255,9 @@ def write_dicom_seg(
     algorithm_type: str = "SEMIAUTOMATIC",
 ) -> Path:
     """A binary DICOM SEG of ``segments`` (masks on ``series.geometry``); the file appears only once complete."""
+    import highdicom as hd
+    from pydicom.uid import generate_uid
+
     path = Path(path)
     algorithm_type = algorithm_type.upper()
     if algorithm_type not in ALGORITHM_TYPES:
@@ -284,6 +299,8 @@ def write_dicom_seg(
 
 
 def _rgb_of(item: Any) -> tuple[float, float, float] | None:
+    import highdicom as hd
+
     value = getattr(item, "RecommendedDisplayCIELabValue", None)
     if value is None:
         return None
@@ -342,6 +359,8 @@ def _geometry_of_volume(volume: Any) -> Geometry:
 def read_dicom_seg(path: str | Path, series: DicomSeries | None = None) -> tuple[list[CodedSegment], Geometry]:
     """The segments of a DICOM SEG: on the open ``series`` (checked to be the one it refers to), else on the
     SEG's own grid (the extent of its frames). Fractional segments are thresholded at one half."""
+    import highdicom as hd
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"DICOM SEG {path} does not exist.")

@@ -109,20 +109,26 @@ def parse(entry: str) -> tuple[str, SegmentCodes]:
     return parts[0], SegmentCodes(category, kind, triple(parts[3]))
 
 
-class _Index:
-    """The types of the loaded contexts by lower-case meaning and Slicer label (built once per logic)."""
+def _loaded_contexts(logic: Any) -> tuple[str, ...]:
+    names = vtk.vtkStringArray()
+    logic.GetLoadedTerminologyNames(names)
+    loaded = {names.GetValue(n) for n in range(names.GetNumberOfValues())}
+    return tuple(c for c in CONTEXTS if c in loaded)
 
-    def __init__(self, logic: Any) -> None:
+
+class _Index:
+    """The types of the loaded contexts by lower-case meaning and Slicer label.
+
+    Built once per set of loaded contexts and shared by every runtime of the process; it holds copies of the
+    category and type objects, never a logic (a runtime's logic is passed in when modifiers are looked up).
+    """
+
+    def __init__(self, logic: Any, contexts: tuple[str, ...]) -> None:
         import slicer
 
-        self.logic = logic
+        self.contexts = contexts
         self.by_name: dict[str, list[tuple[str, Any, Any]]] = {}
-        self.categories: dict[str, list[str]] = {}
-        names = vtk.vtkStringArray()
-        logic.GetLoadedTerminologyNames(names)
-        loaded = {names.GetValue(n) for n in range(names.GetNumberOfValues())}
-        self.contexts = [c for c in CONTEXTS if c in loaded]
-        for context in self.contexts:
+        for context in contexts:
             for n in range(logic.GetNumberOfCategoriesInTerminology(context)):
                 category = slicer.vtkSlicerTerminologyCategory()
                 logic.GetNthCategoryInTerminology(context, n, category)
@@ -132,21 +138,22 @@ class _Index:
                     for key in {kind.GetCodeMeaning().lower(), (kind.GetSlicerLabel() or "").lower()} - {""}:
                         self.by_name.setdefault(key, []).append((context, category, kind))
 
-    def modifier(self, context: str, category: Any, kind: Any, meaning: str) -> Code | None:
+    @staticmethod
+    def modifier(logic: Any, context: str, category: Any, kind: Any, meaning: str) -> Code | None:
         import slicer
 
-        for n in range(self.logic.GetNumberOfTypeModifiersInTerminologyType(context, category, kind)):
+        for n in range(logic.GetNumberOfTypeModifiersInTerminologyType(context, category, kind)):
             modifier = slicer.vtkSlicerTerminologyType()
-            self.logic.GetNthTypeModifierInTerminologyType(context, category, kind, n, modifier)
+            logic.GetNthTypeModifierInTerminologyType(context, category, kind, n, modifier)
             if modifier.GetCodeMeaning().lower() == meaning.lower():
                 return _code(modifier)
         return None
 
-    def term(self, key: str, *, category: str | None = None, side: str | None = None) -> Term | None:
+    def term(self, logic: Any, key: str, *, category: str | None = None, side: str | None = None) -> Term | None:
         for context, cat, kind in self.by_name.get(key.lower(), []):
             if category is not None and cat.GetCodeMeaning().lower() != category.lower():
                 continue
-            modifier = self.modifier(context, cat, kind, side) if side else None
+            modifier = self.modifier(logic, context, cat, kind, side) if side else None
             rgb = kind.GetRecommendedDisplayRGBValue()
             color = tuple(v / 255.0 for v in rgb) if rgb and rgb != (127, 127, 127) else None
             return Term(context, SegmentCodes(_code(cat), _code(kind), modifier), color)
@@ -156,27 +163,27 @@ class _Index:
         return sorted(self.by_name)
 
 
-_indexes: dict[int, _Index] = {}
+_indexes: dict[tuple[str, ...], _Index] = {}
 
 
 def _index(rt: SlicerRuntime) -> _Index:
-    key = id(rt.terminologies_logic)
-    if key not in _indexes or _indexes[key].logic is not rt.terminologies_logic:
-        _indexes[key] = _Index(rt.terminologies_logic)
-    return _indexes[key]
+    contexts = _loaded_contexts(rt.terminologies_logic)
+    if contexts not in _indexes:
+        _indexes[contexts] = _Index(rt.terminologies_logic, contexts)
+    return _indexes[contexts]
 
 
 def codes_for_name(rt: SlicerRuntime, name: str, default: Term | None = None) -> Term:
     """The term a structure's name stands for (see the module docstring for the rules)."""
-    index = _index(rt)
+    index, logic = _index(rt), rt.terminologies_logic
     words = _words(re.sub(r"\(.*?\)", " ", name)) or _words(name)
     side = next((SIDES[w] for w in words if w in SIDES), None)
     core = [w for w in words if w not in SIDES]
-    found = index.term(" ".join(core), side=side) if core else None
+    found = index.term(logic, " ".join(core), side=side) if core else None
     if found is None:
         for keywords, meaning in KEYWORDS:
             if any(w in keywords for w in _words(name)):
-                found = index.term(meaning, category="Morphologically Altered Structure")
+                found = index.term(logic, meaning, category="Morphologically Altered Structure")
                 break
     if found is None and core:
         text = f" {' '.join(core)} "
@@ -186,7 +193,7 @@ def codes_for_name(rt: SlicerRuntime, name: str, default: Term | None = None) ->
             if at >= 0:
                 hits.append((at, -len(key), key))
         if hits:
-            found = index.term(min(hits)[2], side=side)
+            found = index.term(logic, min(hits)[2], side=side)
     if found is not None:
         return found
     return default if default is not None else Term(DICOM_MASTER, TISSUE, None)
@@ -212,7 +219,7 @@ def resolve_terminology(rt: SlicerRuntime, choice: str | SegmentCodes | Term) ->
     elif len(parts) == 3:
         attempts = [(parts[0], parts[1], parts[2])]
     for category, kind, modifier in attempts:
-        term = index.term(kind, category=category, side=modifier)
+        term = index.term(rt.terminologies_logic, kind, category=category, side=modifier)
         if term is not None and (modifier is None or term.codes.modifier is not None):
             return term
     close = difflib.get_close_matches(parts[-1].lower() if parts else text.lower(), index.meanings(), n=4)
