@@ -7,11 +7,15 @@ the logic layer and every other command never import trame.
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import os
+import socket
 import sys
+import tempfile
 from pathlib import Path
 
+from WeakAnnotateLib.core.atomic_files import os_cause
 from WeakAnnotateLib.core.errors import InputError
 from WeakAnnotateLib.core.numbers import number_option
 
@@ -58,11 +62,42 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def check_listen(host: str, port: int) -> None:
+    """The address is this machine's and the port is free: said at start-up, not as a trame traceback."""
+    try:
+        infos = socket.getaddrinfo(host, port or None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:
+        raise InputError(f"--host {host}: not an address this machine can listen on ({e}).") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(address)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise InputError(
+                    f"--port {port}: already in use on {host} (another server?); stop it or choose another port "
+                    "(--port 0 picks a free one)."
+                ) from None
+            raise InputError(f"--host {host}: cannot listen there ({os_cause(e)}).") from None
+
+
+def check_work_folder(work: str | Path) -> None:
+    """The page saves everything into the work folder: it must be writable before anything is loaded."""
+    folder = Path(work)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise InputError(f"--work {folder}: cannot write there ({os_cause(e)}); choose a writable folder.") from None
+
+
 def run(args: argparse.Namespace) -> int:
-    if not 0 <= args.port <= 65535:
-        raise InputError(f"--port must be 0..65535, got {args.port}.")
     if args.data is not None and not (Path(args.data) / "cases.json").is_file():
         raise InputError(f"--data {args.data}: no cases.json catalogue in that folder.")
+    check_listen(args.host, args.port)
+    check_work_folder(args.work)
     box_model = None
     if args.box_model is not None:
         from WeakAnnotateLib.methods.box_correction.classifier import load_box_model

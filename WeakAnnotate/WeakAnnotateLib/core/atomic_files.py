@@ -48,9 +48,38 @@ def os_cause(e: OSError) -> str:
     return (e.strerror or errno.errorcode.get(e.errno or 0, "") or str(e)).lower()
 
 
+def folder_problem(folder: Path) -> str:
+    """Why writing into ``folder`` fails, found by trying (a writer's own error often hides it: ITK says "failed
+    to write image", Slicer's markups writer and SimpleITK's NIfTI writer say nothing on a full disk)."""
+    probe = folder / f".write-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"\0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        return os_cause(e)
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+    with contextlib.suppress(OSError):
+        if os.statvfs(folder).f_bavail == 0:
+            return "no space left on device"
+    return ""
+
+
 def write_error(path: str | Path, e: BaseException) -> WriteError:
-    cause = os_cause(e) if isinstance(e, OSError) else str(e)
-    return WriteError(f"Cannot write {path}: {cause}; the previous file, if any, is unchanged.")
+    """One line: the file and the cause; the cause found by trying the folder when the writer's error hides it."""
+    if isinstance(e, WriteError):
+        cause = e.cause
+    elif isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM):
+        cause = os_cause(e)
+    else:
+        found = folder_problem(Path(path).parent if str(Path(path).parent) else Path("."))
+        cause = found or (os_cause(e) if isinstance(e, OSError) else str(e).strip().splitlines()[-1])
+    error = WriteError(f"Cannot write {path}: {cause}; the previous file, if any, is unchanged.")
+    error.cause = cause
+    return error
 
 
 def _pid_alive(pid: int) -> bool:
@@ -157,7 +186,11 @@ def atomic_outputs(paths: list[Path | str], checks: list[Check | None] | None = 
         temps = [_temporary(t) for t in targets]
         current = targets[0]
         try:
-            yield temps
+            try:
+                yield temps
+            except WriteError as e:  # a writer's own atomic write of one of our temporary files: name its target
+                named = [t for t, tmp in zip(targets, temps, strict=True) if str(tmp) in str(e)]
+                raise write_error(named[0] if named else current, e) from None
             for target, tmp, check in zip(targets, temps, checks, strict=True):
                 current = target
                 check_complete(tmp)

@@ -14,3 +14,5 @@ class WriteError(InputError):
     """A file could not be written (full disk, read-only or missing folder, no permission): one line naming the
     file and the cause; the previous file is unchanged. A subclass of InputError so that every face already
     shows it as a message; the CLI exits with status 1 for it (the input was fine)."""
+
+    cause: str = ""  # "no space left on device", "read-only file system", …

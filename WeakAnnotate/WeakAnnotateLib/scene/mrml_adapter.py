@@ -17,7 +17,7 @@ import numpy as np
 import vtk
 from vtk.util import numpy_support
 
-from ..core.atomic_files import atomic_output
+from ..core.atomic_files import atomic_output, write_error
 from ..core.box import Box
 from ..core.errors import InputError
 from ..core.geometry import Geometry
@@ -67,7 +67,7 @@ def write_node_file(node: Any, path: str | Path) -> Path:
     with atomic_output(path) as tmp:
         storage.SetFileName(str(tmp))
         if not storage.WriteData(node):
-            raise InputError(f"Slicer could not write {node.GetName()} to {path}.")
+            raise write_error(path, RuntimeError(f"Slicer could not write {node.GetName()}"))
     return path
 
 
