@@ -380,3 +380,27 @@ def test_nnunet_export_refuses_bad_input(tmp_path: Path, case_by_id, capsys) -> 
     rc, err = export(good, "--overwrite", "--name", "other")
     assert rc == 2 and "taken by Dataset003_sarcoma_pet" in err
     assert sorted(p.name for p in raw.iterdir()) == ["Dataset003_sarcoma_pet"]
+
+
+def test_seg_nrrd_to_dicom_seg_keeps_terms(dicom_case: dict, capsys, tmp_path: Path) -> None:
+    """DICOM SEG → .seg.nrrd (Slicer's file, terms in its tags) → DICOM SEG again: same voxels, names, codes."""
+    seg_nrrd = tmp_path / "organs.seg.nrrd"
+    rc, _, err = _run(
+        "export", "--format", "seg-nrrd", "--image", str(dicom_case["folder"]), "--segmentation",
+        str(dicom_case["seg"]), "--output", str(seg_nrrd), capsys=capsys,
+    )  # fmt: skip
+    assert rc == 0, err
+    again = tmp_path / "again.dcm"
+    rc, _, err = _run(
+        "export", "--format", "dicom-seg", "--image", str(dicom_case["folder"]), "--segmentation", str(seg_nrrd),
+        "--algorithm-type", "manual", "--output", str(again), capsys=capsys,
+    )  # fmt: skip
+    assert rc == 0, err
+    series = read_dicom_series(dicom_case["folder"])
+    first, _ = read_dicom_seg(dicom_case["seg"], series)
+    second, _ = read_dicom_seg(again, series)
+    assert [s.name for s in second] == [s.name for s in first] == list(NAMES.values())
+    for a, b in zip(first, second, strict=True):
+        assert a.codes == b.codes, a.name
+        assert np.array_equal(a.mask, b.mask), a.name
+    assert pydicom.dcmread(again, stop_before_pixels=True).SegmentSequence[0].SegmentAlgorithmType == "MANUAL"
