@@ -308,7 +308,7 @@ def _wait_for(predicate, timeout: float = 120.0) -> None:
 
 
 def test_a_job_folder_holds_one_running_job(tmp_path, data_dir):
-    spec = _tiny_job(tmp_path, data_dir, step_delay_s=0.5)
+    spec = _tiny_job(tmp_path, data_dir, epochs=30, step_delay_s=0.5)  # long enough to be running throughout
     env = {**os.environ, "WEAKANNOTATE_THREADS": "1"}
     first = TrainingJob(spec, env=env)
     first.start()

@@ -171,7 +171,7 @@ def header_spacing(path: Path) -> list[float] | None:
                         comps = [float(c) for c in v.strip("(").split(",")]
                         out.append(float(np.linalg.norm(comps)))
                     return out[:3]
-    except (OSError, ValueError, IndexError):
+    except Exception:  # noqa: BLE001 - an unreadable header: the reader below says what is wrong with the file
         return None
     return None
 
