@@ -20,6 +20,7 @@ Every path is inside ``<work folder>/training/``: datasets in ``datasets/<ids>``
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import os
@@ -66,6 +67,8 @@ PANEL_FIELDS = ("epochs", "train_cases", "validation_cases")
 # Fields that name a finished job: a choice of the work folder's finished jobs of the same annotation method.
 JOB_FIELDS = ("init_model",)
 LOCKED = "train_running || train_busy"
+PREDICTION_MODULE = "WeakAnnotateLib.networks.prediction"  # imported when a model is applied (torch, monai)
+BOX_NETWORK = "patch_cnn"  # a descriptor's network that corrects boxes (serve --box-model), not a segmenter
 CURVE_W, CURVE_H = 290, 70
 
 
@@ -172,6 +175,7 @@ class TrainingPanel:
         self.methods = {t.name: t for t in registry.training_methods()}
         self.job: Any = None
         self.model_path: Path | None = None
+        self.model_method: TrainingMethodInfo | None = None  # the training method of model_path
         self._watcher: asyncio.Task | None = None
         self._losses: list[float] = []
         self._dices: list[float] = []
@@ -482,6 +486,7 @@ class TrainingPanel:
             updates["train_curve"] = curve_svg(self._losses, self._dices)
         if job.state == "done":
             self.model_path = job.output
+            self.model_method = registry.training_method(job.spec.method)
             updates.update(train_progress=100, train_model=job.output.name)
             updates["train_text"] = f"Done: model {job.output.name}. Press 'Apply model to this case'."
             self.refresh_job_choices()
@@ -493,29 +498,36 @@ class TrainingPanel:
 
     async def apply(self) -> None:
         """Predict with the last finished model on the open case (worker thread); the mask becomes a segment."""
-        # Why here: prediction imports torch and monai (seconds); the page must start without them.
-        from WeakAnnotateLib.networks.prediction import load_model, predict_image
-
         app = self.app
         if app.case is None or self.model_path is None:
             return
         self._set(train_busy=True, train_error="", train_text="Applying the model…")
         await asyncio.sleep(0.05)
         try:
+            if self.model_method is not None and self.model_method.network == BOX_NETWORK:
+                raise InputError(
+                    f"A {self.model_method.title} model tightens boxes, it does not segment: start the server "
+                    f"with --box-model {self.model_path} and use 'Correct boxes' in box mode."
+                )
             t0 = time.perf_counter()
+            # Why imported here, in a worker thread: prediction loads torch and monai (seconds); the page must
+            # neither start with them nor freeze while they load.
+            prediction = await asyncio.to_thread(importlib.import_module, PREDICTION_MODULE)
             image = image_of_node(app.volume_node)
             # the points channel is the six extreme points: the mode of the annotation method that reads them
             points_mode = next((m for m in app.modes.values() if m.method.annotation == "extreme_points"), None)
             node = points_mode.points_node if points_mode is not None else None
             points = points_of_node(node)[0] if node is not None else []
-            model = await asyncio.to_thread(load_model, self.model_path)
+            model = await asyncio.to_thread(prediction.load_model, self.model_path)
             if model.needs_points and len(points) != 6:
                 where = f"in '{points_mode.title}' mode " if points_mode is not None else ""
                 raise InputError(
                     f"Model {model.name!r} needs the six extreme points of this case: place them {where}first "
                     f"(got {len(points)})."
                 )
-            mask, _ = await asyncio.to_thread(predict_image, model, image, points if model.needs_points else None)
+            mask, _ = await asyncio.to_thread(
+                prediction.predict_image, model, image, points if model.needs_points else None
+            )
             name = f"model {self.model_path.name}"
             set_segment_mask(app.rt, app.segmentation_node, mask, image.geometry, name, segment_color(name))
             app.render_views()
