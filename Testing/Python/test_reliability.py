@@ -388,3 +388,52 @@ def test_serve_checks_host_port_and_work_folder_before_loading(tmp_path, capsys)
     with read_only(tmp_path / "ro") as folder:
         code, text = run_cli(capsys, "serve", "--port", 0, "--work", folder / "w")
         assert code == 2 and "cannot write there (read-only file system)" in text
+
+
+# --- every numeric option checked, and listed in docs/reliability.md -------------------------------------
+
+
+def numeric_options() -> list[tuple[str, str, str]]:
+    """(command, option, valid range) of every numeric option of every ``weakannotate`` sub-command."""
+    import argparse
+
+    from WeakAnnotateLib.cli.main import build_parser
+
+    rows: list[tuple[str, str, str]] = []
+
+    def walk(name: str, parser: argparse.ArgumentParser) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub in action.choices.items():
+                    walk(f"{name} {sub_name}".strip(), sub)
+            elif action.type in (int, float):
+                rows.append((name, action.option_strings[0] if action.option_strings else action.dest, "UNCHECKED"))
+            elif hasattr(action.type, "range_text"):
+                rows.append((name, action.option_strings[0], action.type.range_text))
+
+    walk("", build_parser())
+    return rows
+
+
+def test_every_numeric_option_is_checked_and_documented():
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "reliability.md").read_text(encoding="utf-8")
+    rows = numeric_options()
+    assert len(rows) >= 20
+    unchecked = [f"{c} {o}" for c, o, r in rows if r == "UNCHECKED"]
+    assert not unchecked, f"numeric options without a range check (use core.numbers.number_option): {unchecked}"
+    missing = [f"| `{c}` | `{o}` | {r} |" for c, o, r in rows if f"| `{c}` | `{o}` | {r} |" not in docs]
+    assert not missing, "rows missing from docs/reliability.md's table:\n" + "\n".join(missing)
+
+
+def test_damaged_or_wrong_models_are_named(tmp_path, phantom, capsys):
+    image, _, _ = phantom
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / "model.pt").write_bytes(os.urandom(5000))
+    (job / "model.json").write_text("{}", encoding="utf-8")
+    code, text = run_cli(capsys, "predict", "--model", job, "--image", image, "--output", tmp_path / "o.nii.gz")
+    assert code == 2 and "the file is damaged or not a WeakAnnotate model" in text and "Traceback" not in text
+    (job / "model.json").write_text('{"method": "box_patch_classifier"}', encoding="utf-8")
+    code, text = run_cli(capsys, "predict", "--model", job, "--image", image, "--output", tmp_path / "o.nii.gz")
+    assert code == 2 and "is a box-correction classifier" in text and "box-correct" in text
+    assert not (tmp_path / "o.nii.gz").exists()

@@ -13,10 +13,14 @@ import math
 from collections.abc import Callable
 
 
+def _number(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
 def bounds_text(minimum: float | None, maximum: float | None, *, exclusive_minimum: bool = False) -> str:
     """ "≥ 0 and ≤ 500", "> 0", "" (no bounds)."""
-    lo = "" if minimum is None else f"{'>' if exclusive_minimum else '≥'} {minimum:g}"
-    hi = "" if maximum is None else f"≤ {maximum:g}"
+    lo = "" if minimum is None else f"{'>' if exclusive_minimum else '≥'} {_number(minimum)}"
+    hi = "" if maximum is None else f"≤ {_number(maximum)}"
     return f"{lo}{' and ' if lo and hi else ''}{hi}"
 
 

@@ -56,12 +56,23 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
         raise InputError(f"{info_path} has no {MODEL_FILE} beside it.")
     try:
         info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"Cannot read {info_path}: {e}") from None
+    if not isinstance(info, dict):
+        raise InputError(f"{info_path} is not a model description (a JSON object).")
+    if info.get("method") == "box_patch_classifier":
+        raise InputError(
+            f"{info_path.parent} is a box-correction classifier, not a segmentation network; use it with "
+            "'weakannotate box-correct --model' (or the BoxCorrection panel)."
+        )
+    try:
         blob = torch.load(weights, map_location=device, weights_only=False)
         config = blob["config"]
         net = build_network(config)
         net.load_state_dict(blob["state_dict"])
-    except (OSError, json.JSONDecodeError, KeyError, RuntimeError) as e:
-        raise InputError(f"Cannot load the model at {weights}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - unpickling a damaged file raises almost any type
+        raise InputError(f"Cannot load the model at {weights}: the file is damaged or not a WeakAnnotate model "
+                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).") from None  # fmt: skip
     net.to(device).eval()
     return LoadedModel(net, config, info, weights)
 
