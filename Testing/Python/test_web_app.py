@@ -125,20 +125,27 @@ def _serve(data_dir: Path, base: Path, case_id: str, *extra: str) -> Iterator[di
     proc = subprocess.Popen(
         [*cmd, "--port", str(port), "--case", case_id, *extra], stdout=log, stderr=subprocess.STDOUT, cwd=base, env=env
     )
-    url = f"http://127.0.0.1:{port}/"
+    root = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 90
+    url = ""
     while True:
         try:
-            urllib.request.urlopen(url, timeout=2)
-            break
+            if not url:  # the page's address with this launch's secret, as serve prints it
+                url = next(
+                    (w for w in (base / "server.log").read_text().split() if w.startswith(root + "?secret=")), ""
+                )
+            if url:
+                urllib.request.urlopen(root, timeout=2)
+                break
         except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                log.close()
-                pytest.fail(f"server did not start: {(base / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.3)
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            log.close()
+            pytest.fail(f"server did not start: {(base / 'server.log').read_text()[-3000:]}")
+        time.sleep(0.3)
     try:
-        yield {"url": url, "work": work, "base": base}
+        yield {"url": url, "root": root, "work": work, "base": base}
     finally:
         proc.terminate()
         try:
@@ -643,3 +650,59 @@ def test_box_correction_raw_and_corrected_segments_save_json(
     # the file is the corrected segment: it reads back (as box_prior's slice_boxes annotation does) as that mask
     assert np.array_equal(read_slice_boxes(folder / "tumour_slice_boxes.json", geometry), corrected)
     assert not list(folder.glob(".*partial*"))
+
+
+# --- only the app's own page drives the server -------------------------------------------------------------
+
+
+def test_access_guard_checks_origin_and_secret() -> None:
+    from types import SimpleNamespace
+
+    from WeakAnnotateWeb.access import AccessGuard, same_origin
+
+    guard = AccessGuard("s3cret")
+
+    def hello(client: str, origin: str, token: Any) -> bool:
+        guard.onConnect(SimpleNamespace(headers={"Origin": origin, "Host": "127.0.0.1:8080"}), client)
+        coroutine = guard.validateToken(token, client)  # awaits nothing: run it to its end without a loop
+        try:
+            coroutine.send(None)
+        except StopIteration as done:
+            return bool(done.value)
+        raise AssertionError("validateToken awaited something")
+
+    assert hello("a", "http://127.0.0.1:8080", "s3cret")
+    assert not hello("b", "http://127.0.0.1:8080", "wslink-secret")  # the library's public default
+    assert not hello("c", "https://evil.example", "s3cret")  # another site's page, even with the secret
+    assert not hello("d", "", "s3cret")  # no Origin: not a browser page of ours
+    assert not hello("e", "http://127.0.0.1:8080", ["s3cret"])
+    assert same_origin("http://localhost:9", "LOCALHOST:9") and not same_origin("file://", "127.0.0.1:9")
+
+
+def test_page_without_the_secret_gets_nothing(browser: Any, server: dict[str, Any]) -> None:
+    """The page served without this launch's secret (or from another site) is not answered: no state."""
+    pg = browser.new_page()
+    try:
+        pg.goto(server["root"])  # no ?secret=
+        time.sleep(5)
+        assert pg.query_selector("#segment") is None
+        assert (
+            pg.evaluate("() => window.trame && window.trame.state ? window.trame.state.get('case_id') : null") is None
+        )
+    finally:
+        pg.close()
+
+
+def test_client_values_are_type_checked(page: Any, server: dict[str, Any]) -> None:
+    """A client that sends the wrong type of value gets a message; the server keeps working."""
+    before = _state(page, "case_id")
+    page.evaluate("() => window.trame.state.set('case_id', ['a', 'b'])")
+    _wait_state(page, "error", lambda e: bool(e) and "case_id: expected a case id" in e)
+    _wait_state(page, "case_id", lambda c: c == before)
+    page.evaluate("() => window.trame.state.set('mode', {'x': 1})")
+    _wait_state(page, "mode", lambda m: isinstance(m, str))
+    page.evaluate("() => window.trame.state.set('error', '')")
+    page.click("#place-points")  # still answering
+    _wait_state(page, "placing", lambda p: p is True)
+    page.click("#place-points")
+    _wait_state(page, "placing", lambda p: p is False)

@@ -328,7 +328,7 @@ class WeakAnnotateWebApp:
             view.schedule_render()
 
     def _on_wl_preset(self, wl_preset: str, **_: Any) -> None:
-        if self.volume_node is None:
+        if self.volume_node is None or not isinstance(wl_preset, str):
             return
         display = self.volume_node.GetDisplayNode()
         chosen = preset(wl_preset)
@@ -355,6 +355,10 @@ class WeakAnnotateWebApp:
         self.case = None
 
     async def _on_case_id(self, case_id: str | None, **_: Any) -> None:
+        if not (case_id is None or isinstance(case_id, str)):  # a client sends any JSON: checked, never trusted
+            self.report(error=f"case_id: expected a case id (text), got {type(case_id).__name__}.")
+            self._restore_case_id()
+            return
         if not case_id or (self.case is not None and self.case.id == case_id):
             return
         case = self.cases.get(case_id)
@@ -417,7 +421,7 @@ class WeakAnnotateWebApp:
 
     def _on_mode(self, mode: str, **_: Any) -> None:
         """Switch the point list that clicks go to; each mode keeps its own points."""
-        if mode not in self.modes:
+        if not isinstance(mode, str) or mode not in self.modes:
             with self.state:
                 self.state.mode = next(iter(self.modes))
             return
@@ -492,6 +496,9 @@ class WeakAnnotateWebApp:
         """Write ``<name>.mrk.json`` and ``<name>.seg.nrrd`` (and what the mode adds, e.g. box mode's
         ``<name>_slice_boxes.json``) into the case's folder inside the work folder."""
         if self.case is None:
+            return
+        if not isinstance(self.state.save_name, str):
+            self.report(error=f"Annotation name: expected text, got {type(self.state.save_name).__name__}.")
             return
         await self.show_busy("Saving…")
         try:

@@ -19,6 +19,8 @@ from WeakAnnotateLib.core.atomic_files import os_cause
 from WeakAnnotateLib.core.errors import InputError
 from WeakAnnotateLib.core.numbers import number_option
 
+from . import access
+
 NAME = "serve"
 HELP = "Serve the annotation web app (slice views, extreme/surface points, box, save, training) on 127.0.0.1."
 
@@ -83,11 +85,16 @@ def check_listen(host: str, port: int) -> None:
 
 
 def check_work_folder(work: str | Path) -> None:
-    """The page saves everything into the work folder: it must be writable before anything is loaded."""
-    folder = Path(work)
+    """The page saves everything into the work folder: it (or the folder it will be made in) must be writable
+    before anything is loaded. Nothing is created here: a later start-up error leaves no folder behind."""
+    folder = Path(work).absolute()
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"--work {folder}: {existing} is a file; choose a folder.")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-test-"):
             pass
     except OSError as e:
         raise InputError(f"--work {folder}: cannot write there ({os_cause(e)}); choose a writable folder.") from None
@@ -118,14 +125,17 @@ def run(args: argparse.Namespace) -> int:
     from WeakAnnotateWeb.app import create_app  # the web face, imported only here
 
     app = create_app(args.data, args.work, case_id=args.case, box_model=box_model, box_model_path=args.box_model)
+    secret = access.new_secret()
+    access.install(app.server, secret)  # only this page, from this server, with this launch's secret
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    where = f"http://{shown}:{args.port}/" if args.port else f"http://{shown}:PORT/ (the port trame prints below)"
+    port = args.port if args.port else "PORT"
+    where = f"http://{shown}:{port}/?secret={secret}" + ("" if args.port else " (PORT: the port trame prints below)")
     print(f"weakannotate serve: work folder {app.workspace.root}", flush=True)
     if box_model is not None:
         print(f"weakannotate serve: box-correction model {args.box_model}", flush=True)
     print(f"Open {where}", flush=True)
     try:
-        app.server.start(host=args.host, port=args.port, open_browser=False, timeout=0, show_connection_info=True)
+        app.server.start(host=args.host, port=args.port, open_browser=False, timeout=0, show_connection_info=False)
     finally:
         app.training.shutdown()  # a running training worker lives in its own session: stop it with the server
     return 0
