@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium libegl1 libgl1-mesa-dri)
 	touch $(STAMP)
 
-# The browser app on a sample case; prints "Open http://127.0.0.1:8080/". Ctrl-C stops it.
+# The browser app on a sample case; prints "Open http://127.0.0.1:8080/?secret=…". Ctrl-C stops it.
 app: setup
 	$(VENV)/bin/weakannotate serve --case $(APP_CASE) --port $(APP_PORT)
 
