@@ -186,6 +186,10 @@ def atomic_outputs(paths: list[Path | str], checks: list[Check | None] | None = 
         temps = [_temporary(t) for t in targets]
         current = targets[0]
         try:
+            for target, tmp in zip(targets, temps, strict=True):  # an unwritable folder: said before any work
+                current = target
+                tmp.touch()
+            current = targets[0]
             try:
                 yield temps
             except WriteError as e:  # a writer's own atomic write of one of our temporary files: name its target

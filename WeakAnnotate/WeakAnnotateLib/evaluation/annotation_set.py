@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.atomic_files import atomic_outputs
+from ..core.atomic_files import atomic_outputs, write_error
 from ..core.box import Box
 from ..core.errors import InputError
 from ..core.geometry import Geometry
@@ -52,7 +52,10 @@ class AnnotationSet:
             raise InputError(f"{folder} is a file; give a folder for the annotations.")
         slices = folder / "slice_boxes"
         created = [p for p in (folder, slices) if not p.exists()]
-        slices.mkdir(parents=True, exist_ok=True)
+        try:
+            slices.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise write_error(slices, e) from None
         named = {
             "extreme_points": folder / "extreme_points.mrk.json",
             "box": folder / "box.mrk.json",
