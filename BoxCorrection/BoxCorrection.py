@@ -10,8 +10,21 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+try:
+    from slicer.i18n import tr as _
+    from slicer.i18n import translate
+except ImportError:  # Slicer before 5.4 has no slicer.i18n: the texts stay in English
+
+    def _(text):
+        return text
+
+    def translate(context, text):
+        return text
+
+
 # The shared logic package WeakAnnotateLib is installed beside the WeakAnnotate module; it is imported inside
-# the methods that use it, so that this file loads even before the extension's Python dependencies are installed.
+# the methods that use it, so that this file loads even before the extension's Python dependencies are installed
+# (the widget's setup() first asks WeakAnnotateDesktop.first_run, which installs them on first use).
 
 #
 # BoxCorrection
@@ -25,20 +38,20 @@ class BoxCorrection(ScriptedLoadableModule):
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "Box Correction"
-        self.parent.categories = ["Segmentation.WeakAnnotate"]
+        self.parent.title = _("Box Correction")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation") + ".WeakAnnotate"]
         self.parent.dependencies = []
         self.parent.contributors = ["WeakAnnotate developers"]
-        self.parent.helpText = """
+        self.parent.helpText = _("""
 Segment an object from one 3D box drawn loosely around it. The box is a stack of loose 2D boxes; a patch
 classifier trained on a few fully labelled volumes tightens every 2D box, and a network trained with box
 constraints (tightness prior, emptiness outside the box, size bounds) segments new volumes.
-"""
-        self.parent.acknowledgementText = """
+""")
+        self.parent.acknowledgementText = _("""
 Implements box correction: loose per-slice boxes from one 3D box, tightened by a patch classifier
 (paper: box_correction), then training with the tightness prior, background emptiness and box-size constraints
 solved with log-barrier extensions (paper: tightness_prior_logbarrier). Part of the WeakAnnotate extension.
-"""
+""")
 
 
 #
@@ -81,7 +94,13 @@ class BoxCorrectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
 
     def setup(self) -> None:
+        from WeakAnnotateDesktop.first_run import dependencies_ready
+
         ScriptedLoadableModuleWidget.setup(self)
+        # First use in desktop Slicer: while Python packages are missing the panel says which, installs them (asked
+        # once) and reloads the module; nothing below runs until then (it needs them).
+        if not dependencies_ready(self, "BoxCorrection"):
+            return
 
         # Load widget from .ui file (created by Qt Designer); the place widget follows the box selector
         # through a connection declared in the .ui file.
@@ -107,6 +126,8 @@ class BoxCorrectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def enter(self) -> None:
         """Called each time the user opens this module."""
+        if self.logic is None:  # setup() stopped at the dependency check: the panel shows what to install
+            return
         self.initializeParameterNode()
 
     def exit(self) -> None:
@@ -147,17 +168,19 @@ class BoxCorrectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _checkCanApply(self, caller=None, event=None) -> None:
         p = self._parameterNode
         if p and p.inputVolume and p.inputBox and p.outputSegmentation and p.modelPath.strip():
-            self.ui.applyButton.toolTip = "Tighten the box slice by slice into a pseudo-mask of the object."
+            self.ui.applyButton.toolTip = _("Tighten the box slice by slice into a pseudo-mask of the object.")
             self.ui.applyButton.enabled = True
         else:
-            self.ui.applyButton.toolTip = "Select an input volume, a box, an output segmentation and a box classifier."
+            self.ui.applyButton.toolTip = _(
+                "Select an input volume, a box, an output segmentation and a box classifier."
+            )
             self.ui.applyButton.enabled = False
         can_accept = bool(p and self.logic.lastResult is not None and p.boxesPath.strip())
         self.ui.acceptButton.enabled = can_accept
         self.ui.acceptButton.toolTip = (
-            "Store the corrected boxes, as edited in the 'corrected' segment, in the boxes file and on the box."
+            _("Store the corrected boxes, as edited in the 'corrected' segment, in the boxes file and on the box.")
             if can_accept
-            else "Apply first, then choose a boxes file (.json)."
+            else _("Apply first, then choose a boxes file (.json).")
         )
 
     def onApplyButton(self) -> None:
@@ -166,13 +189,16 @@ class BoxCorrectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         p = self._parameterNode
         self.ui.statusLabel.text = ""
-        with showing_input_errors(self.ui.statusLabel, "Box correction failed.", wait_cursor=True):
+        with showing_input_errors(self.ui.statusLabel, _("Box correction failed."), wait_cursor=True):
             result = self.logic.process(p.inputVolume, p.inputBox, p.outputSegmentation, p.modelPath.strip())
             lines = [
-                f"{len(result.slices)} slice boxes tightened in {result.seconds:.2f} s: "
-                "segments 'raw boxes' (before) and 'corrected' (the pseudo-mask)."
+                _(
+                    "{count} slice boxes tightened in {seconds:.2f} s: segments 'raw boxes' (before) and "
+                    "'corrected' (the pseudo-mask)."
+                ).format(count=len(result.slices), seconds=result.seconds)
             ]
-            self.ui.statusLabel.text = "\n".join(lines + [f"Warning: {w}" for w in result.warnings])
+            warnings = [_("Warning: {warning}").format(warning=w) for w in result.warnings]
+            self.ui.statusLabel.text = "\n".join(lines + warnings)
             self._checkCanApply()
 
     def onAcceptButton(self) -> None:
@@ -180,9 +206,11 @@ class BoxCorrectionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from WeakAnnotateDesktop.status import showing_input_errors
 
         p = self._parameterNode
-        with showing_input_errors(self.ui.statusLabel, "Accepting the boxes failed.", wait_cursor=True):
+        with showing_input_errors(self.ui.statusLabel, _("Accepting the boxes failed."), wait_cursor=True):
             accepted = self.logic.accept(p.inputVolume, p.inputBox, p.outputSegmentation, p.boxesPath.strip())
-            self.ui.statusLabel.text = f"Stored {len(accepted.slices)} slice boxes in {p.boxesPath.strip()}."
+            self.ui.statusLabel.text = _("Stored {count} slice boxes in {path}.").format(
+                count=len(accepted.slices), path=p.boxesPath.strip()
+            )
 
 
 #
@@ -212,7 +240,7 @@ class BoxCorrectionLogic(ScriptedLoadableModuleLogic):
         from WeakAnnotateLib.methods.box_correction.classifier import load_box_model
 
         if not modelPath:
-            raise InputError("Choose a trained box classifier (the job folder of a box_patch_classifier job).")
+            raise InputError(_("Choose a trained box classifier (the job folder of a box_patch_classifier job)."))
         if self._model is None or self._modelPath != modelPath:
             self._model = load_box_model(modelPath)
             self._modelPath = modelPath
@@ -226,12 +254,12 @@ class BoxCorrectionLogic(ScriptedLoadableModuleLogic):
         from WeakAnnotateLib.scene.slicer_runtime import get_runtime
 
         if inputVolume is None or inputVolume.GetImageData() is None:
-            raise InputError("Select an input volume with image data.")
+            raise InputError(_("Select an input volume with image data."))
         if outputSegmentation is None:
-            raise InputError("Select or create an output segmentation.")
+            raise InputError(_("Select or create an output segmentation."))
         box = box_of_node(inputBox)
         if (box.size <= 0).any():
-            raise InputError("The box is empty; draw a box around the object.")
+            raise InputError(_("The box is empty; draw a box around the object."))
         result, ids = apply_to_nodes(get_runtime(), inputVolume, inputBox, outputSegmentation, self.model(modelPath))
         self.lastResult, self.lastCorrectedId = result, ids["corrected"]
         return result
@@ -242,9 +270,9 @@ class BoxCorrectionLogic(ScriptedLoadableModuleLogic):
         from WeakAnnotateLib.methods.box_correction.classifier import accept_from_nodes
 
         if self.lastResult is None:
-            raise InputError("Apply box correction first; Accept stores its corrected boxes.")
+            raise InputError(_("Apply box correction first; Accept stores its corrected boxes."))
         if not boxesPath:
-            raise InputError("Choose a boxes file (.json) to store the corrected boxes in.")
+            raise InputError(_("Choose a boxes file (.json) to store the corrected boxes in."))
         return accept_from_nodes(
             inputVolume, inputBox, outputSegmentation, self.lastCorrectedId, self.lastResult, boxesPath
         )
@@ -271,6 +299,9 @@ class BoxCorrectionTest(ScriptedLoadableModuleTest):
         self.test_BoxCorrection_selftests()
 
     def test_BoxCorrection_selftests(self):
+        from WeakAnnotateDesktop.first_run import require_dependencies
+
+        require_dependencies("BoxCorrection")  # missing packages: a message saying so, not an ImportError
         from WeakAnnotateLib.apps.selftests import run_module_selftests
         from WeakAnnotateLib.scene.slicer_runtime import get_runtime
 

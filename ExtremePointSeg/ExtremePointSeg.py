@@ -10,8 +10,21 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+try:
+    from slicer.i18n import tr as _
+    from slicer.i18n import translate
+except ImportError:  # Slicer before 5.4 has no slicer.i18n: the texts stay in English
+
+    def _(text):
+        return text
+
+    def translate(context, text):
+        return text
+
+
 # The shared logic package WeakAnnotateLib is installed beside the WeakAnnotate module; it is imported inside
-# the methods that use it, so that this file loads even before the extension's Python dependencies are installed.
+# the methods that use it, so that this file loads even before the extension's Python dependencies are installed
+# (the widget's setup() first asks WeakAnnotateDesktop.first_run, which installs them on first use).
 
 #
 # ExtremePointSeg
@@ -25,20 +38,20 @@ class ExtremePointSeg(ScriptedLoadableModule):
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "Extreme Point Segmentation"
-        self.parent.categories = ["Segmentation.WeakAnnotate"]
+        self.parent.title = _("Extreme Point Segmentation")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation") + ".WeakAnnotate"]
         self.parent.dependencies = []
         self.parent.contributors = ["WeakAnnotate developers"]
-        self.parent.helpText = """
+        self.parent.helpText = _("""
 Segment an object from six clicks: its extreme points along each axis (left/right, anterior/posterior,
 inferior/superior). Geodesic paths between opposite points become foreground scribbles, a random walker turns
 them into a pseudo-mask, and a 3D network trained on such pseudo-masks segments new volumes.
-"""
-        self.parent.acknowledgementText = """
+""")
+        self.parent.acknowledgementText = _("""
 Implements the extreme-point method: six extreme-point clicks constrain a random-walker segmentation, which
 trains a 3D fully convolutional network with an extra point channel, refined in rounds with random-walker
 regularisation (paper: extreme_points_random_walker). Part of the WeakAnnotate extension.
-"""
+""")
 
 
 #
@@ -84,9 +97,14 @@ class ExtremePointSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._pointWatcher = None  # WeakAnnotateDesktop.points.PointListWatcher of the extreme points
 
     def setup(self) -> None:
-        from WeakAnnotateDesktop.points import PointListWatcher
+        from WeakAnnotateDesktop.first_run import dependencies_ready
 
         ScriptedLoadableModuleWidget.setup(self)
+        # First use in desktop Slicer: while Python packages are missing the panel says which, installs them (asked
+        # once) and reloads the module; nothing below runs until then (it needs them).
+        if not dependencies_ready(self, "ExtremePointSeg"):
+            return
+        from WeakAnnotateDesktop.points import PointListWatcher
 
         # Load widget from .ui file (created by Qt Designer); the point table follows the points selector
         # through a connection declared in the .ui file.
@@ -117,6 +135,8 @@ class ExtremePointSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def enter(self) -> None:
         """Called each time the user opens this module."""
+        if self.logic is None:  # setup() stopped at the dependency check: the panel shows what to install
+            return
         self.initializeParameterNode()
 
     def exit(self) -> None:
@@ -167,10 +187,10 @@ class ExtremePointSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         self._pointWatcher.follow(p.extremePoints if p else None)
         if p and p.inputVolume and p.extremePoints and p.outputSegmentation:
-            self.ui.applyButton.toolTip = "Segment the object from the six extreme points."
+            self.ui.applyButton.toolTip = _("Segment the object from the six extreme points.")
             self.ui.applyButton.enabled = True
         else:
-            self.ui.applyButton.toolTip = "Select an input volume, the extreme points and an output segmentation."
+            self.ui.applyButton.toolTip = _("Select an input volume, the extreme points and an output segmentation.")
             self.ui.applyButton.enabled = False
 
     def onApplyButton(self) -> None:
@@ -178,12 +198,12 @@ class ExtremePointSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from WeakAnnotateDesktop.status import showing_input_errors
 
         p = self._parameterNode
-        self.ui.statusLabel.text = "Segmenting…"
+        self.ui.statusLabel.text = _("Segmenting…")
         self.ui.progressBar.visible = True
         self.ui.progressBar.setRange(0, 0)  # busy: the solve is one step of well under a second
         slicer.app.processEvents()
         try:
-            with showing_input_errors(self.ui.statusLabel, "Extreme-point segmentation failed.", wait_cursor=True):
+            with showing_input_errors(self.ui.statusLabel, _("Extreme-point segmentation failed."), wait_cursor=True):
                 self.ui.statusLabel.text = self.logic.process(
                     p.inputVolume,
                     p.extremePoints,
@@ -201,7 +221,9 @@ class ExtremePointSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         with showing_input_errors(self.ui.statusLabel):
             p.extremePoints = self.logic.pointsFromSegment(p.outputSegmentation, p.targetSegmentName)
-            self.ui.statusLabel.text = "Points restored from the segment: move them and Apply (or enable auto update)."
+            self.ui.statusLabel.text = _(
+                "Points restored from the segment: move them and Apply (or enable auto update)."
+            )
 
 
 #
@@ -255,14 +277,14 @@ class ExtremePointSegLogic(ScriptedLoadableModuleLogic):
         from WeakAnnotateLib.scene.slicer_runtime import get_runtime
 
         if inputVolume is None or inputVolume.GetImageData() is None:
-            raise InputError("Select an input volume with image data.")
+            raise InputError(_("Select an input volume with image data."))
         if outputSegmentation is None:
-            raise InputError("Select or create an output segmentation.")
+            raise InputError(_("Select or create an output segmentation."))
         if extremePoints is None:
-            raise InputError("Select or create the point list holding the six extreme points.")
+            raise InputError(_("Select or create the point list holding the six extreme points."))
         name = (targetSegmentName or "").strip() or "Object"
         start = time.perf_counter()
-        _, result = segment_from_nodes(
+        _segmentId, result = segment_from_nodes(
             get_runtime(), inputVolume, extremePoints, outputSegmentation, name, segment_color(name)
         )
         seconds = time.perf_counter() - start
@@ -274,7 +296,9 @@ class ExtremePointSegLogic(ScriptedLoadableModuleLogic):
             extremePoints.SetNthControlPointLabel(high, highName)
         self.showProbability(inputVolume, result, showProbability, name)
         volumeMl = result.mask.sum() * float(geometry.spacing.prod()) / 1000.0
-        return f"Segment '{name}': {volumeMl:.1f} ml in {seconds:.2f} s."
+        return _("Segment '{name}': {volume:.1f} ml in {seconds:.2f} s.").format(
+            name=name, volume=volumeMl, seconds=seconds
+        )
 
     def showProbability(self, inputVolume, result, show: bool, segmentName: str) -> None:
         """Create or update '<segment> probability' and show it over the image (or hide it)."""
@@ -333,6 +357,9 @@ class ExtremePointSegTest(ScriptedLoadableModuleTest):
         self.test_ExtremePointSeg_selftests()
 
     def test_ExtremePointSeg_selftests(self):
+        from WeakAnnotateDesktop.first_run import require_dependencies
+
+        require_dependencies("ExtremePointSeg")  # missing packages: a message saying so, not an ImportError
         from WeakAnnotateLib.apps.selftests import run_module_selftests
         from WeakAnnotateLib.scene.slicer_runtime import get_runtime
 

@@ -10,8 +10,21 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+try:
+    from slicer.i18n import tr as _
+    from slicer.i18n import translate
+except ImportError:  # Slicer before 5.4 has no slicer.i18n: the texts stay in English
+
+    def _(text):
+        return text
+
+    def translate(context, text):
+        return text
+
+
 # The shared logic package WeakAnnotateLib is installed beside the WeakAnnotate module; it is imported inside
-# the methods that use it, so that this file loads even before the extension's Python dependencies are installed.
+# the methods that use it, so that this file loads even before the extension's Python dependencies are installed
+# (the widget's setup() first asks WeakAnnotateDesktop.first_run, which installs them on first use).
 
 #
 # SurfaceTemplate
@@ -25,19 +38,19 @@ class SurfaceTemplate(ScriptedLoadableModule):
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "Surface Template"
-        self.parent.categories = ["Segmentation.WeakAnnotate"]
+        self.parent.title = _("Surface Template")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation") + ".WeakAnnotate"]
         self.parent.dependencies = []
         self.parent.contributors = ["WeakAnnotate developers"]
-        self.parent.helpText = """
+        self.parent.helpText = _("""
 Segment an object from a few points placed on its surface. A sphere template is deformed to pass through the
 points (an active surface, updated as points are placed) and rasterised into a pseudo-mask; Weak-Net, trained on
 such templates, segments new volumes.
-"""
-        self.parent.acknowledgementText = """
+""")
+        self.parent.acknowledgementText = _("""
 Implements surface-point supervision: sparse 3D surface points deform a sphere template, and Weak-Net learns
 the boundaries with a reconstruction branch (paper: surface_points_weaknet). Part of the WeakAnnotate extension.
-"""
+""")
 
 
 #
@@ -81,9 +94,14 @@ class SurfaceTemplateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._pointWatcher = None  # WeakAnnotateDesktop.points.PointListWatcher of the surface points
 
     def setup(self) -> None:
-        from WeakAnnotateDesktop.points import PointListWatcher
+        from WeakAnnotateDesktop.first_run import dependencies_ready
 
         ScriptedLoadableModuleWidget.setup(self)
+        # First use in desktop Slicer: while Python packages are missing the panel says which, installs them (asked
+        # once) and reloads the module; nothing below runs until then (it needs them).
+        if not dependencies_ready(self, "SurfaceTemplate"):
+            return
+        from WeakAnnotateDesktop.points import PointListWatcher
 
         # Load widget from .ui file (created by Qt Designer); the point table follows the points selector
         # through a connection declared in the .ui file.
@@ -116,6 +134,8 @@ class SurfaceTemplateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def enter(self) -> None:
         """Called each time the user opens this module."""
+        if self.logic is None:  # setup() stopped at the dependency check: the panel shows what to install
+            return
         self.initializeParameterNode()
 
     def exit(self) -> None:
@@ -173,10 +193,10 @@ class SurfaceTemplateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         self._pointWatcher.follow(p.surfacePoints if p else None)
         if p and p.inputVolume and p.surfacePoints and p.outputSegmentation:
-            self.ui.applyButton.toolTip = "Rasterise the template into the target segment."
+            self.ui.applyButton.toolTip = _("Rasterise the template into the target segment.")
             self.ui.applyButton.enabled = True
         else:
-            self.ui.applyButton.toolTip = "Select an input volume, the surface points and an output segmentation."
+            self.ui.applyButton.toolTip = _("Select an input volume, the surface points and an output segmentation.")
             self.ui.applyButton.enabled = False
 
     def onApplyButton(self) -> None:
@@ -185,7 +205,7 @@ class SurfaceTemplateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         p = self._parameterNode
         self.ui.statusLabel.text = ""
-        with showing_input_errors(self.ui.statusLabel, "Surface template fitting failed.", wait_cursor=True):
+        with showing_input_errors(self.ui.statusLabel, _("Surface template fitting failed."), wait_cursor=True):
             self.ui.statusLabel.text = self.logic.process(
                 p.inputVolume, p.surfacePoints, p.outputSegmentation, p.targetSegmentName
             )
@@ -257,10 +277,14 @@ class SurfaceTemplateLogic(ScriptedLoadableModuleLogic):
         from WeakAnnotateLib.scene.slicer_runtime import get_runtime
 
         if inputVolume is None or inputVolume.GetImageData() is None:
-            raise InputError("Select an input volume with image data.")
-        points, _ = points_of_node(surfacePoints)
+            raise InputError(_("Select an input volume with image data."))
+        points, _labels = points_of_node(surfacePoints)
         if len(points) < self.MINIMUM_POINTS:
-            raise InputError(f"{len(points)} of at least {self.MINIMUM_POINTS} points placed; keep placing.")
+            raise InputError(
+                _("{placed} of at least {minimum} points placed; keep placing.").format(
+                    placed=len(points), minimum=self.MINIMUM_POINTS
+                )
+            )
         start = time.perf_counter()
         if self.surface is None:
             self.surface = ActiveSurface()
@@ -269,7 +293,9 @@ class SurfaceTemplateLogic(ScriptedLoadableModuleLogic):
         self.surface.update()
         self.modelNode = update_model_node(get_runtime(), self.surface, self.modelNode)
         milliseconds = 1000.0 * (time.perf_counter() - start)
-        return f"{len(points)} points: template updated in {milliseconds:.0f} ms."
+        return _("{count} points: template updated in {milliseconds:.0f} ms.").format(
+            count=len(points), milliseconds=milliseconds
+        )
 
     def process(self, inputVolume, surfacePoints, outputSegmentation, targetSegmentName: str = "Object") -> str:
         """Fit the template to the points and write it into ``targetSegmentName``; returns a one-line summary.
@@ -283,7 +309,7 @@ class SurfaceTemplateLogic(ScriptedLoadableModuleLogic):
         from WeakAnnotateLib.scene.slicer_runtime import get_runtime
 
         if surfacePoints is None:
-            raise InputError("Select or create the point list holding the surface points.")
+            raise InputError(_("Select or create the point list holding the surface points."))
         name = (targetSegmentName or "").strip() or "Object"
         seconds = self.effortSeconds(surfacePoints)
         _segmentId, surface = surface_template_from_nodes(
@@ -298,8 +324,11 @@ class SurfaceTemplateLogic(ScriptedLoadableModuleLogic):
         )
         self.surface = surface
         self.modelNode = update_model_node(get_runtime(), surface, self.modelNode)
-        effort = f", {seconds:.0f} s of annotation" if seconds is not None else ""
-        return f"Segment '{name}' from {len(surface.points)} points{effort}."
+        if seconds is None:
+            return _("Segment '{name}' from {count} points.").format(name=name, count=len(surface.points))
+        return _("Segment '{name}' from {count} points, {seconds:.0f} s of annotation.").format(
+            name=name, count=len(surface.points), seconds=seconds
+        )
 
     def pointsFromSegment(self, segmentationNode, segmentName: str):
         """A point list holding the points stored with a segment by a previous Apply."""
@@ -332,6 +361,9 @@ class SurfaceTemplateTest(ScriptedLoadableModuleTest):
         self.test_SurfaceTemplate_selftests()
 
     def test_SurfaceTemplate_selftests(self):
+        from WeakAnnotateDesktop.first_run import require_dependencies
+
+        require_dependencies("SurfaceTemplate")  # missing packages: a message saying so, not an ImportError
         from WeakAnnotateLib.apps.selftests import run_module_selftests
         from WeakAnnotateLib.scene.slicer_runtime import get_runtime
 

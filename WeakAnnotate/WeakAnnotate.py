@@ -11,12 +11,33 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+try:
+    from slicer.i18n import tr as _
+    from slicer.i18n import translate
+except ImportError:  # Slicer before 5.4 has no slicer.i18n: the texts stay in English
+
+    def _(text):
+        return text
+
+    def translate(context, text):
+        return text
+
+
 # The shared logic package WeakAnnotateLib is installed beside the WeakAnnotate module; it is imported inside
-# the methods that use it, so that this file loads even before the extension's Python dependencies are installed.
+# the methods that use it, so that this file loads even before the extension's Python dependencies are installed
+# (the widget's setup() first asks WeakAnnotateDesktop.first_run, which installs them on first use).
 
 #
 # WeakAnnotate
 #
+
+
+def registerSampleData():
+    """Add the extension's phantom to the Sample Data module: files shipped in Resources/SampleData, no download
+    (WeakAnnotateDesktop.sample_data; standard library only, so it works before the dependencies are installed)."""
+    from WeakAnnotateDesktop.sample_data import register_sample_data
+
+    register_sample_data()
 
 
 class WeakAnnotate(ScriptedLoadableModule):
@@ -26,25 +47,27 @@ class WeakAnnotate(ScriptedLoadableModule):
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "WeakAnnotate"
-        self.parent.categories = ["Segmentation.WeakAnnotate"]
+        self.parent.title = _("WeakAnnotate")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation") + ".WeakAnnotate"]
         self.parent.dependencies = []
         self.parent.contributors = ["WeakAnnotate developers"]
-        self.parent.helpText = """
+        self.parent.helpText = _("""
 The hub of the WeakAnnotate extension: turn cheap annotations (six extreme points, a 3D box, a few surface
 points, boxes around PET lesions) into 3D segmentations and trained networks. The annotation modules are
 Extreme Point Segmentation, Box Correction and Surface Template; this module evaluates a segmentation against a
 reference (Dice, IoU, 95th-percentile Hausdorff distance and average surface distance, in mm), and trains networks
 from a dataset folder in a background process (start, watch loss and validation Dice, cancel, resume), lists the
 trained models with their metrics and applies one to the current volume as a segment.
-"""
-        self.parent.acknowledgementText = """
+""")
+        self.parent.acknowledgementText = _("""
 WeakAnnotate implements weakly supervised segmentation from extreme points (paper:
 extreme_points_random_walker), from boxes (papers: box_correction, tightness_prior_logbarrier) and from surface
 points (paper: surface_points_weaknet); the hub trains PET lesion segmentation from boxes with a modified Dice
 and a Mumford-Shah level-set loss (paper: pet_boxes_mumford_shah; Afshari, BenTaieb, Mirikharaji and Hamarneh,
 "Weakly Supervised Fully Convolutional Network for PET Lesion Segmentation").
-"""
+""")
+        # The sample data (for the self-tests, and to try the modules) once Slicer has started: SampleData is loaded.
+        slicer.app.connect("startupCompleted()", registerSampleData)
 
 
 #
@@ -107,11 +130,16 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._formOptions = None  # the methodOptions text the form was last shown from or wrote
 
     def setup(self) -> None:
+        from WeakAnnotateDesktop.first_run import dependencies_ready
+
+        ScriptedLoadableModuleWidget.setup(self)
+        # First use in desktop Slicer: while Python packages are missing the panel says which, installs them (asked
+        # once) and reloads the module; nothing below runs until then (it needs them).
+        if not dependencies_ready(self, "WeakAnnotate"):
+            return
         from WeakAnnotateDesktop.jobs import JobPoller
         from WeakAnnotateDesktop.method_form import MethodForm
         from WeakAnnotateLib.methods import registry
-
-        ScriptedLoadableModuleWidget.setup(self)
 
         # Load widget from .ui file (created by Qt Designer).
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/WeakAnnotate.ui"))
@@ -156,6 +184,8 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def enter(self) -> None:
         """Called each time the user opens this module."""
+        if self.logic is None:  # setup() stopped at the dependency check: the panel shows what to install
+            return
         self.initializeParameterNode()
 
     def exit(self) -> None:
@@ -221,16 +251,18 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         labelling = self.logic.pseudoLabelMethod(p.trainingMethod) if p else ""
         self.ui.pseudoLabelButton.enabled = bool(p and p.datasetFolder and labelling) and not self.logic.pseudoLabelling
         self.ui.pseudoLabelButton.toolTip = (
-            f"Pseudo-label every case's {labelling.replace('_', ' ')} annotation, in a background job."
+            _("Pseudo-label every case's {annotation} annotation, in a background job.").format(
+                annotation=labelling.replace("_", " ")
+            )
             if labelling
-            else "The chosen training method's annotation makes no pseudo-labels."
+            else _("The chosen training method's annotation makes no pseudo-labels.")
         )
         self.ui.applyModelButton.enabled = bool(p and p.inputVolume and self._selectedModel())
         if p and p.inputVolume and p.referenceSegmentation and p.predictionSegmentation:
-            self.ui.evaluateButton.toolTip = "Compare the prediction's first segment with the reference's."
+            self.ui.evaluateButton.toolTip = _("Compare the prediction's first segment with the reference's.")
             self.ui.evaluateButton.enabled = True
         else:
-            self.ui.evaluateButton.toolTip = "Select a volume, a reference and a prediction segmentation."
+            self.ui.evaluateButton.toolTip = _("Select a volume, a reference and a prediction segmentation.")
             self.ui.evaluateButton.enabled = False
 
     def onEvaluateButton(self) -> None:
@@ -240,10 +272,10 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         self.ui.statusLabel.text = ""
         self.ui.resultsLabel.text = ""
-        with showing_input_errors(self.ui.statusLabel, "Evaluation failed.", wait_cursor=True):
+        with showing_input_errors(self.ui.statusLabel, _("Evaluation failed."), wait_cursor=True):
             results = self.logic.evaluate(p.inputVolume, p.referenceSegmentation, p.predictionSegmentation)
             self.ui.resultsLabel.text = self.logic.resultsTable(results)
-            self.ui.statusLabel.text = "Evaluated."
+            self.ui.statusLabel.text = _("Evaluated.")
 
     # --- the training method and its own fields ---------------------------------------------------------
 
@@ -271,11 +303,11 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._formOptions = p.methodOptions
             text = info.help
             if info.standalone:
-                text += " It runs its own job: all its settings are its options below."
+                text += " " + _("It runs its own job: all its settings are its options below.")
             if info.reference:
-                text += " It trains on the cases' reference masks, not on weak marks."
+                text += " " + _("It trains on the cases' reference masks, not on weak marks.")
             self.ui.methodHelpLabel.text = text
-            self.ui.methodOptionsGroupBox.title = f"{info.title}: options"
+            self.ui.methodOptionsGroupBox.title = _("{method}: options").format(method=info.title)
             self.ui.methodOptionsGroupBox.visible = bool(info.fields())
         return info
 
@@ -298,7 +330,7 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onBrowseDataset(self) -> None:
         folder = qt.QFileDialog.getExistingDirectory(
-            slicer.util.mainWindow(), "Dataset folder", self._parameterNode.datasetFolder or ""
+            slicer.util.mainWindow(), _("Dataset folder"), self._parameterNode.datasetFolder or ""
         )
         if folder:
             self._parameterNode.datasetFolder = folder
@@ -349,7 +381,7 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         with showing_input_errors(self.ui.trainingStatusLabel):
             job = self.logic.startPseudoLabelling(p.datasetFolder, self.logic.pseudoLabelMethod(p.trainingMethod))
-            self.ui.trainingStatusLabel.text = "Pseudo-labelling the dataset in the background…"
+            self.ui.trainingStatusLabel.text = _("Pseudo-labelling the dataset in the background…")
             self._poller.watch_job(job, self._showPseudoLabelEvent, self._pseudoLabellingEnded)
         self._checkCanApply()
 
@@ -373,14 +405,14 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.resetPlot()
             self.ui.trainingPlotWidget.setMRMLPlotViewNode(self.logic.plotViewNode)
             self.ui.trainingProgressBar.value = 0
-            self.ui.trainingStatusLabel.text = f"Started {self._job.output.name}."
+            self.ui.trainingStatusLabel.text = _("Started {job}.").format(job=self._job.output.name)
             self._poller.watch_job(self._job, self._showEvent, self._trainingEnded)
         self._checkCanApply()
 
     def onCancelTraining(self) -> None:
         if self._job:
             self._job.cancel()
-            self.ui.trainingStatusLabel.text = "Cancelling after the current step…"
+            self.ui.trainingStatusLabel.text = _("Cancelling after the current step…")
 
     def onResumeTraining(self) -> None:
         from WeakAnnotateDesktop.status import showing_input_errors
@@ -388,7 +420,7 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with showing_input_errors(self.ui.trainingStatusLabel):
             self._job.resume()
             self.ui.trainingLogText.setVisible(False)
-            self.ui.trainingStatusLabel.text = f"Resumed {self._job.output.name}."
+            self.ui.trainingStatusLabel.text = _("Resumed {job}.").format(job=self._job.output.name)
             self._poller.watch_job(self._job, self._showEvent, self._trainingEnded)
         self._checkCanApply()
 
@@ -409,18 +441,21 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.logic.addPlotPoint("dice", event["step"], event["val_dice"])
             self.ui.trainingStatusLabel.text = self.logic.epochText(event)
         elif kind == "round":
-            self.ui.trainingStatusLabel.text += f" — round {event['round']} done (change {event['change']:.3f})"
+            self.ui.trainingStatusLabel.text += " — " + _("round {round_number} done (change {change:.3f})").format(
+                round_number=event["round"], change=event["change"]
+            )
         elif kind == "done":
             self.ui.trainingProgressBar.value = self.ui.trainingProgressBar.maximum
             dice = event.get("val_dice_native")
-            self.ui.trainingStatusLabel.text = "Finished" + (f": validation Dice {dice:.3f}." if dice else ".")
-        elif kind == "cancelled":
             self.ui.trainingStatusLabel.text = (
-                f"Cancelled at epoch {event.get('epoch')}; Resume continues after epoch "
-                f"{event.get('last_checkpoint_epoch') or 0}."
+                _("Finished: validation Dice {dice:.3f}.").format(dice=dice) if dice else _("Finished.")
             )
+        elif kind == "cancelled":
+            self.ui.trainingStatusLabel.text = _(
+                "Cancelled at epoch {epoch}; Resume continues after epoch {checkpoint}."
+            ).format(epoch=event.get("epoch"), checkpoint=event.get("last_checkpoint_epoch") or 0)
         elif kind == "failed":
-            self.ui.trainingStatusLabel.text = f"Training failed: {event.get('error', '')}"
+            self.ui.trainingStatusLabel.text = _("Training failed: {error}").format(error=event.get("error", ""))
             self.ui.trainingLogText.setPlainText(event.get("log_tail") or self._job.log_tail())
             self.ui.trainingLogText.setVisible(True)
 
@@ -442,7 +477,7 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with showing_input_errors(self.ui.statusLabel):
             self.logic.startPrediction(self._parameterNode.inputVolume, model, self._parameterNode.applyPoints)
             self.ui.applyModelButton.enabled = False
-            self.ui.statusLabel.text = "Predicting in the background…"
+            self.ui.statusLabel.text = _("Predicting in the background…")
             self._showLesions([])
             self._poller.watch(self._pollPrediction)
 
@@ -487,16 +522,28 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
         from WeakAnnotateLib.scene import mrml_adapter
 
         if volumeNode is None or volumeNode.GetImageData() is None:
-            raise InputError("Select the volume whose grid the segmentations are compared on.")
-        masks = []
+            raise InputError(_("Select the volume whose grid the segmentations are compared on."))
         geometry = mrml_adapter.geometry_of_node(volumeNode)
-        for role, node in (("reference", referenceSegmentation), ("prediction", predictionSegmentation)):
-            if node is None:
-                raise InputError(f"Select a {role} segmentation.")
-            ids = mrml_adapter.segment_ids(node)
-            if not ids:
-                raise InputError(f"The {role} segmentation {node.GetName()!r} has no segment.")
-            masks.append(mrml_adapter.segment_mask(node, ids[0], geometry))
+        if referenceSegmentation is None:
+            raise InputError(_("Select a reference segmentation."))
+        if not mrml_adapter.segment_ids(referenceSegmentation):
+            raise InputError(
+                _("The reference segmentation {name} has no segment.").format(
+                    name=repr(referenceSegmentation.GetName())
+                )
+            )
+        if predictionSegmentation is None:
+            raise InputError(_("Select a prediction segmentation."))
+        if not mrml_adapter.segment_ids(predictionSegmentation):
+            raise InputError(
+                _("The prediction segmentation {name} has no segment.").format(
+                    name=repr(predictionSegmentation.GetName())
+                )
+            )
+        masks = [
+            mrml_adapter.segment_mask(node, mrml_adapter.segment_ids(node)[0], geometry)
+            for node in (referenceSegmentation, predictionSegmentation)
+        ]
         return metrics.evaluate_masks(masks[0], masks[1], geometry)
 
     # --- datasets and models ---------------------------------------------------------------------------
@@ -567,7 +614,7 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
         from WeakAnnotateLib.data.dataset import DatasetFolder
 
         if not folder:
-            raise InputError("dataset: choose a dataset folder first.")
+            raise InputError(_("dataset: choose a dataset folder first."))
         DatasetFolder.load(folder, field_name="dataset")
         return os.path.abspath(folder)
 
@@ -635,7 +682,7 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
         from WeakAnnotateLib.core.errors import InputError
 
         if self.pseudoLabelling:
-            raise InputError("Pseudo-labelling is already running.")
+            raise InputError(_("Pseudo-labelling is already running."))
         dataset = self._checkedDataset(folder)
         spec = {"job": "pseudo_labels", "dataset": dataset, "method": method, "overwrite": False}
         self.pseudoJob = self._startJob(spec, os.path.join(dataset, "pseudo_labels", "job.json"))
@@ -651,21 +698,25 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
         """A pseudo-labels job's progress event as the panel's status line."""
         kind = event.get("event")
         if kind == "pseudo_label":
-            text = f"Pseudo-label {event.get('index')}/{event.get('total')}: {event.get('case')} {event.get('status')}"
+            text = _("Pseudo-label {index}/{total}: {case} {status}").format(
+                index=event.get("index"), total=event.get("total"), case=event.get("case"), status=event.get("status")
+            )
             if event.get("error"):
                 text += f" ({event['error']})"
             elif event.get("dice_vs_reference") is not None:
-                text += f" (Dice {event['dice_vs_reference']:.3f} against the reference)"
+                text += " " + _("(Dice {dice:.3f} against the reference)").format(dice=event["dice_vs_reference"])
             return text
         if kind == "done":
             failed = event.get("failed") or []
-            return f"Pseudo-labelled {event.get('cases', 0)} case(s)" + (
-                f"; failed: {', '.join(failed)}." if failed else "."
-            )
+            if failed:
+                return _("Pseudo-labelled {count} case(s); failed: {failed}.").format(
+                    count=event.get("cases", 0), failed=", ".join(failed)
+                )
+            return _("Pseudo-labelled {count} case(s).").format(count=event.get("cases", 0))
         if kind == "cancelled":
-            return f"Pseudo-labelling cancelled after {event.get('labelled', 0)} case(s)."
+            return _("Pseudo-labelling cancelled after {count} case(s).").format(count=event.get("labelled", 0))
         if kind == "failed":
-            return f"Pseudo-labelling failed: {event.get('error', '')}"
+            return _("Pseudo-labelling failed: {error}").format(error=event.get("error", ""))
         return ""
 
     # --- prediction (arrays in a thread, the scene on the main thread) -----------------------------------
@@ -678,22 +729,24 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
         from WeakAnnotateLib.scene import mrml_adapter
 
         if self.predicting:
-            raise InputError("A prediction is already running.")
+            raise InputError(_("A prediction is already running."))
         if not modelPath:
-            raise InputError("Select a trained model in the list.")
+            raise InputError(_("Select a trained model in the list."))
         image = mrml_adapter.image_of_node(volumeNode)
         points = None
         if pointsNode is not None:
-            points, _ = mrml_adapter.points_of_node(pointsNode)
+            points, _labels = mrml_adapter.points_of_node(pointsNode)
             points = points if len(points) else None
         model = load_model(modelPath)  # fails here (clear message) rather than in the thread
         if model.needs_points and points is None:
-            raise InputError(f"Model {model.name!r} needs the six extreme points: select a point list.")
+            raise InputError(
+                _("Model {model} needs the six extreme points: select a point list.").format(model=repr(model.name))
+            )
         result = {"volume": volumeNode, "geometry": image.geometry, "model": model}
 
         def work():
             try:
-                result["mask"], _ = predict_image(model, image, points)
+                result["mask"], _probability = predict_image(model, image, points)
             except Exception as error:  # reported on the main thread
                 result["error"] = str(error)
 
@@ -719,10 +772,10 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
 
         if self._prediction is None or self._prediction[0].is_alive():
             return None
-        _, result = self._prediction
+        _thread, result = self._prediction
         self._prediction = None
         if "error" in result:
-            return f"Prediction failed: {result['error']}"
+            return _("Prediction failed: {error}").format(error=result["error"])
         rt = get_runtime()
         volume = result["volume"]
         name = f"{volume.GetName()} predictions"
@@ -731,13 +784,17 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
             node = add_segmentation_node(rt, name, volume)
         model = result["model"]
         set_segment_mask(rt, node, result["mask"], result["geometry"], model.name, segment_color(model.name))
-        text = f"Added segment {model.name!r} ({int(result['mask'].sum())} voxels) to {name!r}."
+        text = _("Added segment {segment} ({voxels} voxels) to {node}.").format(
+            segment=repr(model.name), voxels=int(result["mask"].sum()), node=repr(name)
+        )
         self.lastLesions, self.lastWarnings = [], []
         if pet_lesions.is_pet_model(model.info):  # PET: one segment per lesion, with volume and SUV
             lesionNode, self.lastLesions, self.lastWarnings = pet_lesions.lesions_of_nodes(
                 rt, volume, result["mask"], result["geometry"], model_info=model.info
             )
-            text += f" {len(self.lastLesions)} lesion(s) in {lesionNode.GetName()!r}."
+            text += " " + _("{count} lesion(s) in {node}.").format(
+                count=len(self.lastLesions), node=repr(lesionNode.GetName())
+            )
         return " ".join([text, *self.lastWarnings])
 
     # --- live plot -------------------------------------------------------------------------------------
@@ -787,10 +844,17 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def epochText(e: dict) -> str:
         dice = e.get("val_dice")
-        return (
-            f"Epoch {e['epoch']}/{e['epochs']} (round {e.get('round', 1)}): loss {e['loss']:.3f}, "
-            f"validation Dice {'n/a' if dice is None else f'{dice:.3f}'}, {e['seconds_per_epoch']:.1f} s/epoch, "
-            f"ETA {e['eta_s'] / 60:.1f} min"
+        return _(
+            "Epoch {epoch}/{epochs} (round {round_number}): loss {loss:.3f}, validation Dice {dice}, "
+            "{seconds:.1f} s/epoch, ETA {minutes:.1f} min"
+        ).format(
+            epoch=e["epoch"],
+            epochs=e["epochs"],
+            round_number=e.get("round", 1),
+            loss=e["loss"],
+            dice=_("n/a") if dice is None else f"{dice:.3f}",
+            seconds=e["seconds_per_epoch"],
+            minutes=e["eta_s"] / 60,
         )
 
     @staticmethod
@@ -800,7 +864,7 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
         cells = ""
         for name, key, unit in rows:
             value = results.get(key)
-            text = "n/a (empty prediction)" if value is None else f"{value:.3f}{unit}"
+            text = _("n/a (empty prediction)") if value is None else f"{value:.3f}{unit}"
             cells += f"<tr><td>{name}</td><td align='right'>{text}</td></tr>"
         return f"<table cellspacing='4'>{cells}</table>"
 
@@ -823,9 +887,27 @@ class WeakAnnotateTest(ScriptedLoadableModuleTest):
     def runTest(self):
         """Run as few or as many tests as needed here."""
         self.setUp()
+        self.test_WeakAnnotate_sampleData()
+        self.setUp()
         self.test_WeakAnnotate_selftests()
 
+    def test_WeakAnnotate_sampleData(self):
+        """The phantom the extension ships loads through the Sample Data module (no download), and its reference
+        segment evaluated against itself by the hub's logic scores Dice 1."""
+        from WeakAnnotateDesktop.first_run import require_dependencies
+        from WeakAnnotateDesktop.sample_data import load_sample
+
+        require_dependencies("WeakAnnotate")
+        volume, segmentation = load_sample()
+        self.assertEqual(volume.GetImageData().GetDimensions(), (56, 48, 40))
+        self.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 1)
+        results = WeakAnnotateLogic().evaluate(volume, segmentation, segmentation)
+        self.assertEqual(results["dice"], 1.0)
+
     def test_WeakAnnotate_selftests(self):
+        from WeakAnnotateDesktop.first_run import require_dependencies
+
+        require_dependencies("WeakAnnotate")  # missing packages: a message saying so, not an ImportError
         from WeakAnnotateLib.apps.selftests import run_module_selftests
         from WeakAnnotateLib.scene.slicer_runtime import get_runtime
 

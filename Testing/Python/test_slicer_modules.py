@@ -417,3 +417,277 @@ def test_module_files_name_no_training_method(module):
                     f"{_rel(_ui_path(module))}: {widget.get('name')!r} lists the training method "
                     f"{prop.findtext('string')!r}; fill it from the registry"
                 )
+
+
+# --- user-facing text through _() (Slicer's translation: slicer.i18n) ---------------------------------------
+
+DESKTOP = ROOT / "WeakAnnotate" / "WeakAnnotateDesktop"
+# Translation calls: _("text") (slicer.i18n.tr, or WeakAnnotateDesktop.i18n._) and translate("context", "text").
+# Slicer's translation tools extract only string literals, and slicer.i18n.tr checks that a translation keeps
+# the text's {named} placeholders, which .format(name=...) fills after translation.
+TRANSLATE_ONE = {"_", "tr"}
+# Where a text reaches the user: properties set on widgets and the module's description ...
+USER_TEXT_ATTRIBUTES = {
+    "text",
+    "toolTip",
+    "title",
+    "helpText",
+    "acknowledgementText",
+    "placeholderText",
+    "windowTitle",
+    "plainText",
+}
+# ... and the calls that show their (first) text argument: widget setters, Slicer's message boxes, the status line
+# helpers, the error a panel shows as its status line, dialog captions and labels made in code.
+USER_TEXT_CALLS = {
+    "setText",
+    "setToolTip",
+    "setPlaceholderText",
+    "setWindowTitle",
+    "setPlainText",
+    "appendPlainText",
+    "errorDisplay",
+    "warningDisplay",
+    "infoDisplay",
+    "confirmOkCancelDisplay",
+    "confirmYesNoDisplay",
+    "delayDisplay",
+    "showStatusMessage",
+    "tryWithErrorDisplay",
+    "showing_input_errors",
+    "InputError",
+    "getExistingDirectory",
+    "getOpenFileName",
+    "QLabel",
+    "QPushButton",
+}
+_TAG_OR_FIELD = re.compile(r"<[^>]*>|\{[^{}]*\}")
+
+
+def _translation_files() -> list[Path]:
+    """The module files and the desktop package (but i18n.py, which implements _ by calling Slicer's translate)."""
+    return [_py_path(m) for m in MODULES] + sorted(p for p in DESKTOP.glob("*.py") if p.name != "i18n.py")
+
+
+def _call_name(node: ast.Call) -> str:
+    return node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+
+
+def _is_translation(node: ast.AST) -> bool:
+    return isinstance(node, ast.Call) and _call_name(node) in TRANSLATE_ONE | {"translate"}
+
+
+def _wording(node: ast.AST) -> str:
+    """The literal wording of a str constant or f-string, without HTML tags and {fields} ("" if not text)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return _TAG_OR_FIELD.sub("", node.value)
+    if isinstance(node, ast.JoinedStr):
+        return _TAG_OR_FIELD.sub("", "".join(v.value for v in node.values if isinstance(v, ast.Constant)))
+    return ""
+
+
+def _untranslated_text(expression: ast.AST) -> list[ast.AST]:
+    """String literals and f-strings with words that make up the text ``expression`` builds, outside _() and
+    translate(): the expression itself, the parts of a + or a conditional, the items of a list (comprehension),
+    what str.join joins, a plain literal's .format(). Arguments of other calls (dict keys, paths, the values that
+    fill a translated text's placeholders) are not text shown as it is."""
+    if _is_translation(expression):
+        return []  # its argument is checked by test_translation_calls_take_one_literal
+    if isinstance(expression, (ast.Constant, ast.JoinedStr)):
+        return [expression] if re.search(r"[A-Za-z]", _wording(expression)) else []
+    if isinstance(expression, ast.BinOp) and isinstance(expression.op, ast.Add):
+        return _untranslated_text(expression.left) + _untranslated_text(expression.right)
+    if isinstance(expression, ast.IfExp):
+        return _untranslated_text(expression.body) + _untranslated_text(expression.orelse)
+    if isinstance(expression, ast.BoolOp):
+        return [n for value in expression.values for n in _untranslated_text(value)]
+    if isinstance(expression, ast.List):
+        return [n for item in expression.elts for n in _untranslated_text(item)]
+    if isinstance(expression, ast.ListComp):
+        return _untranslated_text(expression.elt)
+    if isinstance(expression, ast.Starred):
+        return _untranslated_text(expression.value)
+    if isinstance(expression, ast.Call) and isinstance(expression.func, ast.Attribute):
+        if expression.func.attr == "join":
+            return [n for arg in expression.args for n in _untranslated_text(arg)]
+        if expression.func.attr == "format":
+            return _untranslated_text(expression.func.value)
+    return []
+
+
+def _user_text_sites(tree: ast.Module) -> list[tuple[str, ast.AST]]:
+    """(what, the text expression) of every place a text is shown: property assignments, the user-text calls'
+    text argument, and what module-file functions return (status lines built by the logic)."""
+    sites: list[tuple[str, ast.AST]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Attribute) and target.attr in USER_TEXT_ATTRIBUTES:
+                    sites.append((f".{target.attr} =", node.value))
+        elif isinstance(node, ast.Call) and _call_name(node) in USER_TEXT_CALLS:
+            # The text is the first argument, except after a parent widget / a status target (dialogs, helpers).
+            skip = 1 if _call_name(node) in {"getExistingDirectory", "getOpenFileName", "showing_input_errors"} else 0
+            sites += [(f"{_call_name(node)}()", arg) for arg in node.args[skip : skip + 1]]
+            sites += [(f"{_call_name(node)}({kw.arg}=)", kw.value) for kw in node.keywords if kw.arg == "windowTitle"]
+        elif isinstance(node, ast.Return) and node.value is not None:
+            sites.append(("return", node.value))
+    return sites
+
+
+@pytest.mark.parametrize("path", _translation_files(), ids=lambda p: p.name)
+def test_translation_calls_take_one_literal(path):
+    """_("text") takes one non-empty string literal (not an f-string: a translator could never match it), and its
+    {named} placeholders are exactly the keywords of the .format() that fills them."""
+    source = path.read_text(encoding="utf-8")
+    tree = ast.parse(source, filename=str(path))
+    formatted = {
+        id(node.func.value): node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "format"
+        and _is_translation(node.func.value)
+    }
+    problems = []
+    for node in ast.walk(tree):
+        if not _is_translation(node):
+            continue
+        where = f"{_rel(path)} line {node.lineno}"
+        count = 2 if _call_name(node) == "translate" else 1
+        literal = node.args[count - 1] if len(node.args) == count else None
+        if (
+            node.keywords
+            or literal is None
+            or not isinstance(literal, ast.Constant)
+            or not isinstance(literal.value, str)
+        ):
+            problems.append(f"{where}: {ast.unparse(node)[:80]} must take {count} string literal(s)")
+            continue
+        if not literal.value.strip():
+            problems.append(f"{where}: {_call_name(node)}() of an empty string")
+            continue
+        fields = set(re.findall(r"(?<!\{)\{([^{}]*)\}(?!\})", literal.value))
+        call = formatted.get(id(node))
+        if any(not f or not f.split(":")[0].isidentifier() for f in fields):
+            problems.append(f"{where}: placeholders must be named ({{name}}), found {sorted(fields)}")
+        elif call is None and fields:
+            problems.append(f"{where}: {sorted(fields)} are never filled (no .format(...))")
+        elif call is not None:
+            given = {kw.arg for kw in call.keywords}
+            wanted = {f.split(":")[0] for f in fields}
+            if call.args or given != wanted:
+                problems.append(f"{where}: .format() gives {sorted(given)} for the placeholders {sorted(wanted)}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [_py_path(m) for m in MODULES] + [DESKTOP / "first_run.py", DESKTOP / "dependencies.py"],
+    ids=lambda p: p.name,
+)
+def test_user_facing_text_goes_through_translation(path):
+    """Every text the modules (and the first-run panel) show, as a label, tooltip, title, status line, message
+    box or InputError, and every status line the module logic returns, is wrapped in _()."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    problems = []
+    for what, expression in _user_text_sites(tree):
+        for node in _untranslated_text(expression):
+            problems.append(f"{_rel(path)} line {node.lineno} ({what}): {ast.unparse(node)[:90]} is not in _()")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_files_define_the_translation_function(module):
+    """Slicer's pattern, `from slicer.i18n import tr as _` (and translate), with a fallback where a Slicer before
+    5.4 has no slicer.i18n: at module level, in a try whose handler catches ImportError and defines both."""
+    tries = [node for node in _tree(module).body if isinstance(node, ast.Try)]
+    for node in tries:
+        imported = {
+            alias.asname or alias.name
+            for stmt in node.body
+            if isinstance(stmt, ast.ImportFrom) and stmt.module == "slicer.i18n"
+            for alias in stmt.names
+        }
+        if {"_", "translate"} <= imported:
+            handler = next((h for h in node.handlers if ast.unparse(h.type or ast.Name("")) == "ImportError"), None)
+            assert handler is not None, f"{module}.py: the slicer.i18n import has no `except ImportError` fallback"
+            defined = {stmt.name for stmt in handler.body if isinstance(stmt, ast.FunctionDef)}
+            assert {"_", "translate"} <= defined, f"{module}.py: the ImportError fallback must define _ and translate"
+            break
+    else:
+        pytest.fail(f"{module}.py: no `try: from slicer.i18n import tr as _, translate` at module level")
+    # `_` as a throwaway name (`_, result = ...`) would hide the translation function in that scope.
+    for node in ast.walk(_tree(module)):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) or isinstance(node, ast.arg):
+            name = node.id if isinstance(node, ast.Name) else node.arg
+            assert name != "_", f"{module}.py line {node.lineno}: `_` is assigned; it is the translation function"
+
+
+# --- first use in desktop Slicer: dependencies checked before anything needs them --------------------------
+
+
+def _method(module: str, cls: str, name: str) -> ast.FunctionDef:
+    class_node = next(n for n in _tree(module).body if isinstance(n, ast.ClassDef) and n.name == cls)
+    return next(n for n in class_node.body if isinstance(n, ast.FunctionDef) and n.name == name)
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_setup_checks_the_dependencies_before_using_them(module):
+    """The widget's setup() asks WeakAnnotateDesktop.first_run.dependencies_ready(self, "<Module>") and returns
+    when it says no, before any other import of the extension's packages: with packages missing, the panel says
+    what to do instead of an ImportError's traceback."""
+    setup = _method(module, f"{module}Widget", "setup")
+    check_line = None
+    for node in ast.walk(setup):
+        if (
+            isinstance(node, ast.If)
+            and isinstance(node.test, ast.UnaryOp)
+            and isinstance(node.test.operand, ast.Call)
+            and _call_name(node.test.operand) == "dependencies_ready"
+        ):
+            args = node.test.operand.args
+            assert len(args) == 2 and ast.unparse(args[0]) == "self", f"{module}.py: dependencies_ready(self, ...)"
+            assert isinstance(args[1], ast.Constant) and args[1].value == module, (
+                f"{module}.py: dependencies_ready must be asked for {module!r}, not {ast.unparse(args[1])}"
+            )
+            assert any(isinstance(stmt, ast.Return) for stmt in node.body), (
+                f"{module}.py: setup() must return when dependencies_ready() is False"
+            )
+            check_line = node.lineno
+    assert check_line is not None, f"{module}.py: setup() does not call first_run.dependencies_ready"
+    for node in ast.walk(setup):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and (node.module or "").split(".")[0] in ("WeakAnnotateLib", "WeakAnnotateDesktop")
+            and node.module != "WeakAnnotateDesktop.first_run"
+        ):
+            assert node.lineno > check_line, (
+                f"{module}.py line {node.lineno}: {node.module} is imported before the dependency check"
+            )
+
+    from WeakAnnotateDesktop.dependencies import load
+
+    assert module in load().modules, f"Resources/requirements-slicer.json lists no package for {module}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_enter_does_nothing_until_setup_has_finished(module):
+    """When setup() stopped at the dependency check there is no logic nor parameter node: enter() must return."""
+    enter = _method(module, f"{module}Widget", "enter")
+    first = enter.body[1] if isinstance(enter.body[0], ast.Expr) else enter.body[0]  # after the docstring
+    assert isinstance(first, ast.If) and ast.unparse(first.test) == "self.logic is None", (
+        f"{module}.py: enter() must start with `if self.logic is None: return`"
+    )
+    assert isinstance(first.body[0], ast.Return)
+
+
+def test_weakannotate_cmakelists_ships_the_first_run_resources():
+    """The dependency file and the sample data are installed with the hub's resources (qt-scripted-modules/
+    Resources/, beside WeakAnnotateDesktop/, where the desktop package finds them)."""
+    text = (ROOT / "WeakAnnotate" / "CMakeLists.txt").read_text(encoding="utf-8")
+    resources = ROOT / "WeakAnnotate" / "Resources"
+    shipped = [resources / "requirements-slicer.json", *sorted((resources / "SampleData").iterdir())]
+    for path in shipped:
+        relative = path.relative_to(ROOT / "WeakAnnotate").as_posix()
+        assert relative in text, f"WeakAnnotate/CMakeLists.txt: {relative} is not in MODULE_PYTHON_RESOURCES"
