@@ -576,3 +576,231 @@ def test_the_repository_has_a_license_file():
     if not found:
         pytest.xfail("no LICENSE file at the repository root yet (pyproject.toml says Apache-2.0)")
     assert found[0].read_text(encoding="utf-8", errors="replace").strip()
+
+
+# --- the first-run panel (first_run.py), driven with stand-ins for Qt and Slicer --------------------------------
+# Desktop Slicer is not available here: qt, ctk and slicer are replaced by recording fakes, pip by a process that
+# "installs" what it is asked for, so that the panel's flow runs: ask once, install in order with progress, report
+# the device, reload the module; or fail and offer Retry; or be declined and show the console commands.
+
+
+class _Fake:
+    """A widget, layout or button: settable properties, connect(), and what the panel calls on them."""
+
+    def __init__(self, *args):
+        self.text = args[0] if args and isinstance(args[0], str) else ""
+        self.visible = self.enabled = True
+        self.value, self.range, self.lines, self.children, self.signals = 0, None, [], [], {}
+
+    def connect(self, signal, callback):
+        self.signals[signal] = callback
+
+    def setRange(self, low, high):
+        self.range = (low, high)
+
+    def appendPlainText(self, line):
+        self.lines.append(line)
+
+    def addWidget(self, widget):
+        self.children.append(widget)
+
+    def addStretch(self, *_args):
+        pass
+
+
+class _Process:
+    def __init__(self, lines, code):
+        pending = iter([line + "\n" for line in lines])
+        self.stdout = type("Out", (), {"readline": lambda _self: next(pending, "")})()
+        self.returncode = code
+
+    def wait(self):
+        return self.returncode
+
+
+@pytest.fixture
+def first_run(monkeypatch):
+    """first_run imported against fake qt/ctk/slicer; returns (module, state) where state records what happened
+    and holds the 'installed' versions that the fake probe reports."""
+    import contextlib
+    import importlib
+    import types
+
+    state = types.SimpleNamespace(
+        installed=dict(SLICER_OK),
+        extension=False,
+        testing=False,
+        confirm=True,
+        pip_exit=0,
+        scheduled=[],
+        commands=[],
+        constraints=[],
+        infos=[],
+        reloaded=[],
+        torch_calls=[],
+    )
+
+    def launch(command, useStartupEnvironment=True):
+        state.commands.append(command)
+        state.constraints.append(Path(command[command.index("--constraint") + 1]).read_text().split())
+        requirement = command[4]
+        if state.pip_exit == 0:
+            state.installed[re.split(r"[<>=]", requirement)[0]] = "99.0"
+            return _Process([f"Collecting {requirement}", "Successfully installed"], 0)
+        return _Process([f"Collecting {requirement}", f"ERROR: No matching distribution found for {requirement}"], 1)
+
+    qt = types.ModuleType("qt")
+    for name in ("QLabel", "QPushButton", "QProgressBar", "QPlainTextEdit", "QVBoxLayout"):
+        setattr(qt, name, _Fake)
+    qt.Qt = types.SimpleNamespace(TextSelectableByMouse=1)
+    qt.QTimer = types.SimpleNamespace(singleShot=lambda _ms, callback: state.scheduled.append(callback))
+    ctk = types.ModuleType("ctk")
+    ctk.ctkCollapsibleButton = _Fake
+    slicer = types.ModuleType("slicer")
+    slicer.app = types.SimpleNamespace(testingEnabled=lambda: state.testing, processEvents=lambda *a: None)
+    slicer.util = types.SimpleNamespace(
+        getModule=lambda name: types.SimpleNamespace(title=f"{name} title"),
+        confirmOkCancelDisplay=lambda text, **kw: state.confirm,
+        infoDisplay=lambda text, **kw: state.infos.append(text),
+        launchConsoleProcess=launch,
+        pip_install=lambda args: pytest.fail("PythonSlicer is found: pip runs in the panel"),
+        reloadScriptedModule=state.reloaded.append,
+        restart=lambda: pytest.fail("no restart expected"),
+        WaitCursor=contextlib.nullcontext,
+    )
+
+    class PyTorchUtilsLogic:
+        def installTorch(self, askConfirmation=True, torchVersionRequirement=None):
+            state.torch_calls.append((askConfirmation, torchVersionRequirement))
+            state.installed["torch"] = "2.5.1+cu121"
+            return object()
+
+    for name, module in (("qt", qt), ("ctk", ctk), ("slicer", slicer)):
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", types.SimpleNamespace(PyTorchUtilsLogic=PyTorchUtilsLogic))
+    monkeypatch.delitem(sys.modules, "WeakAnnotateDesktop.first_run", raising=False)
+    module = importlib.import_module("WeakAnnotateDesktop.first_run")
+    monkeypatch.setattr(module, "probe", lambda deps: env(dict(state.installed), extension=state.extension))
+    monkeypatch.setattr(module.shutil, "which", lambda name: "/slicer/bin/PythonSlicer")
+    module._answered.clear()
+    yield module, state
+    module._answered.clear()
+
+
+def _widget():
+    import types
+
+    return types.SimpleNamespace(layout=_Fake())
+
+
+def test_panel_nothing_missing_lets_setup_go_on(first_run):
+    module, state = first_run
+    state.installed = dict(EVERYTHING)
+    widget = _widget()
+    assert module.dependencies_ready(widget, "BoxCorrection") is True
+    assert widget.layout.children == [] and state.scheduled == []
+
+
+def test_panel_asks_once_installs_with_progress_and_reloads(first_run):
+    module, state = first_run
+    widget = _widget()
+    assert module.dependencies_ready(widget, "BoxCorrection") is False
+    panel = widget._weakAnnotateInstallPanel
+    assert "BoxCorrection title needs Python packages" in panel.messageLabel.text
+    assert "the CPU build will be installed" in panel.messageLabel.text and panel.installButton.visible
+    assert len(state.scheduled) == 1  # the one question, once the panel shows
+    state.scheduled.pop()()
+    # torch first from the CPU index, then scipy, each with the installed packages held (constraints).
+    assert [c[4:] for c in state.commands] == [
+        [
+            "torch>=2.1",
+            "--index-url",
+            "https://download.pytorch.org/whl/cpu",
+            "--constraint",
+            ANY_PATH,
+            "--disable-pip-version-check",
+        ],
+        ["scipy>=1.11", "--constraint", ANY_PATH, "--disable-pip-version-check"],
+    ]
+    assert [c[:4] for c in state.commands] == [["/slicer/bin/PythonSlicer", "-m", "pip", "install"]] * 2
+    # The torch just installed is held while scipy installs.
+    assert state.constraints == [
+        ["numpy==1.26.4", "SimpleITK==2.4.1"],
+        ["numpy==1.26.4", "SimpleITK==2.4.1", "torch==99.0"],
+    ]
+    assert panel.progressBar.range == (0, 2) and panel.progressBar.value == 2
+    assert "Successfully installed" in panel.log.lines
+    assert len(state.infos) == 1 and "the Python packages it needs are installed" in state.infos[0]
+    assert "runs on the CPU" in state.infos[0]  # this torch has no CUDA: the user is told
+    assert state.scheduled and state.reloaded == []
+    state.scheduled.pop()()
+    assert state.reloaded == ["BoxCorrection"]
+    # Opened again in this session with the same plan: not asked again.
+    state.installed = dict(SLICER_OK)
+    module.dependencies_ready(_widget(), "BoxCorrection")
+    assert state.scheduled == []
+
+
+def test_panel_installs_torch_through_the_pytorch_extension_without_asking_again(first_run):
+    module, state = first_run
+    state.extension = True
+    widget = _widget()
+    module.dependencies_ready(widget, "BoxCorrection")
+    assert "through the PyTorch extension" in widget._weakAnnotateInstallPanel.messageLabel.text
+    state.scheduled.pop()()
+    assert state.torch_calls == [(False, ">=2.1")]  # our one question was the confirmation
+    assert [c[4] for c in state.commands] == ["scipy>=1.11"]
+    assert state.constraints == [["numpy==1.26.4", "SimpleITK==2.4.1", "torch==2.5.1+cu121"]]
+
+
+def test_panel_failure_shows_pips_error_and_offers_retry(first_run):
+    module, state = first_run
+    state.pip_exit = 1
+    widget = _widget()
+    module.dependencies_ready(widget, "SurfaceTemplate")
+    state.scheduled.pop()()
+    panel = widget._weakAnnotateInstallPanel
+    assert panel.installButton.text == "Retry" and panel.installButton.enabled
+    assert panel.statusLabel.text.startswith(
+        "Installing scipy>=1.11 failed: pip stopped with exit code 1: ERROR: No matching distribution found"
+    )
+    assert not panel.progressBar.visible and state.infos == [] and state.scheduled == []
+    state.pip_exit = 0
+    panel.installButton.signals["clicked(bool)"]()  # Retry
+    assert state.installed["scipy"] == "99.0" and len(state.infos) == 1
+
+
+def test_panel_declined_shows_the_console_commands_and_installs_nothing(first_run):
+    module, state = first_run
+    state.confirm = False
+    widget = _widget()
+    module.dependencies_ready(widget, "ExtremePointSeg")
+    state.scheduled.pop()()
+    panel = widget._weakAnnotateInstallPanel
+    assert state.commands == [] and panel.installButton.visible and panel.installButton.enabled
+    assert panel.statusLabel.text.startswith("Nothing was installed. Click Install")
+    assert 'slicer.util.pip_install("scikit-image>=0.22")' in panel.statusLabel.text
+    module.dependencies_ready(_widget(), "ExtremePointSeg")
+    assert state.scheduled == []  # declined once: not asked again this session
+
+
+def test_panel_in_testing_mode_and_when_blocked_does_not_ask(first_run):
+    module, state = first_run
+    state.testing = True
+    assert module.dependencies_ready(_widget(), "SurfaceTemplate") is False and state.scheduled == []
+    state.testing = False
+    state.installed = {"numpy": "1.22.0", "SimpleITK": "2.4.1"}
+    widget = _widget()
+    assert module.dependencies_ready(widget, "SurfaceTemplate") is False and state.scheduled == []
+    panel = widget._weakAnnotateInstallPanel
+    assert not panel.installButton.visible and "cannot run in this Slicer" in panel.messageLabel.text
+    with pytest.raises(RuntimeError, match="cannot run in this Slicer"):
+        module.require_dependencies("SurfaceTemplate")
+
+
+class _AnyPath:
+    def __eq__(self, other):
+        return isinstance(other, str) and other.endswith("constraints.txt")
+
+
+ANY_PATH = _AnyPath()
