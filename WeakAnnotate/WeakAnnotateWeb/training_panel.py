@@ -449,9 +449,12 @@ class TrainingPanel:
             log.exception("training watcher")
             self._set(train_error=f"Watching the job failed: {e}")
         finally:
-            self._set(train_running=False)
+            if job is self.job:
+                self._set(train_running=False)
 
     def _show(self, job: Any, events: list[dict[str, Any]], epochs: int) -> None:
+        if job is not self.job:  # a previous job's last poll, landing after the next job started: not shown
+            return
         text, progress = None, None
         for e in events:
             kind = e.get("event")
