@@ -6,7 +6,6 @@ own loop (box_patch_classifier), use the same contract without loading torch.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
@@ -88,6 +87,26 @@ class StopRequest:
 
 LOCK_FILE = "job.lock"
 
+try:  # POSIX; desktop Slicer on Windows has msvcrt instead (this module must import everywhere)
+    import fcntl
+
+    def _try_lock(f: Any) -> None:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def _unlock(f: Any) -> None:
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+except ImportError:  # pragma: no cover - Windows
+    import msvcrt
+
+    def _try_lock(f: Any) -> None:
+        f.seek(0)
+        msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
+
+    def _unlock(f: Any) -> None:
+        f.seek(0)
+        msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
+
 
 class JobBusy(InputError):
     """A job is already running in the folder (its lock is held)."""
@@ -108,7 +127,7 @@ class JobLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         f = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the job's life
         try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _try_lock(f)
         except OSError:
             f.close()
             raise JobBusy(self.busy_message(self.holder())) from None
@@ -120,7 +139,7 @@ class JobLock:
 
     def release(self) -> None:
         if self._file is not None:
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            _unlock(self._file)
             self._file.close()
             self._file = None
 
@@ -130,12 +149,12 @@ class JobLock:
             return None
         with open(self.path, "a+", encoding="utf-8") as f:
             try:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _try_lock(f)
             except OSError:
                 f.seek(0)
                 text = f.read().strip()
                 return int(text) if text.isdigit() else -1
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            _unlock(f)
         return None
 
     def check_free(self) -> None:
