@@ -32,7 +32,7 @@ def die_with_parent() -> None:
     """In the child, before exec: SIGTERM when this process ends (Linux ``PR_SET_PDEATHSIG``; elsewhere a no-op)."""
     try:
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):
         pass
 
 
@@ -55,5 +55,5 @@ def run(args: argparse.Namespace) -> int:
             *worker_args,
         ]
         # torchrun dies with this command (SIGTERM, SIGKILL), and its workers watch torchrun (jobs/worker.py)
-        return subprocess.call(cmd, env=dict(os.environ), preexec_fn=die_with_parent)
+        return subprocess.call(cmd, env=dict(os.environ), preexec_fn=die_with_parent if os.name == "posix" else None)
     return worker_main(worker_args)
