@@ -24,7 +24,7 @@ from scipy.spatial import cKDTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "WeakAnnotate"))
 
-from WeakAnnotateLib import simulate  # noqa: E402
+from WeakAnnotateLib.evaluation import simulate  # noqa: E402
 from WeakAnnotateLib.core.geometry import Geometry  # noqa: E402
 from WeakAnnotateLib.files.cases import default_data_dir, find_case  # noqa: E402
 from WeakAnnotateLib.files.image_io import read_image, read_mask  # noqa: E402
