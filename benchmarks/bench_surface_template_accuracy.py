@@ -22,8 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "WeakAnnotate"))
 
-from WeakAnnotateLib.evaluation import simulate  # noqa: E402
 from WeakAnnotateLib.core.errors import InputError  # noqa: E402
+from WeakAnnotateLib.evaluation import simulate  # noqa: E402
 from WeakAnnotateLib.evaluation.metrics import dice, iou  # noqa: E402
 from WeakAnnotateLib.files.cases import default_data_dir, find_case, load_cases  # noqa: E402
 from WeakAnnotateLib.files.image_io import read_image, read_mask  # noqa: E402

@@ -24,8 +24,8 @@ from scipy.spatial import cKDTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "WeakAnnotate"))
 
-from WeakAnnotateLib.evaluation import simulate  # noqa: E402
 from WeakAnnotateLib.core.geometry import Geometry  # noqa: E402
+from WeakAnnotateLib.evaluation import simulate  # noqa: E402
 from WeakAnnotateLib.files.cases import default_data_dir, find_case  # noqa: E402
 from WeakAnnotateLib.files.image_io import read_image, read_mask  # noqa: E402
 from WeakAnnotateLib.methods.surface_template.active_surface import (  # noqa: E402
