@@ -163,3 +163,16 @@ def test_package_inits_hold_no_code():
         if body:
             busy.append(str(p.relative_to(LIB)))
     assert not busy, f"package __init__ files with code: {busy}"
+
+
+def test_every_method_package_is_registered():
+    # A method package without a descriptor would be silently missing from every face.
+    from WeakAnnotateLib.methods import registry
+
+    packages = {p.name for p in (LIB / "methods").iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    assert packages == set(registry.packages()), (
+        f"method packages without a descriptor.py: {packages - set(registry.packages())}"
+    )
+    names = [m.name for m in registry.annotation_methods()]
+    assert len(names) == len(set(names)) == len(packages)
+    assert registry.annotation_methods()[-1].name == "full_supervision"  # the reference is listed last

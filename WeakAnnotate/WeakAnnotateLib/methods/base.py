@@ -163,6 +163,7 @@ class AnnotationMethod:
     command: str = ""  # "module" of its CLI sub-command ("" = none)
     web_mode: str = ""  # the web page's mode for this annotation ("" = none)
     selftests: str = ""  # "module:name" of the list of self-test bodies run by its Slicer module
+    order: int = 50  # where the faces list it (lower first); the reference (full supervision) comes last
 
     def to_json(self) -> dict[str, Any]:
         return {

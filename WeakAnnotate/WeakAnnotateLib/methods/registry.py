@@ -1,7 +1,7 @@
 """The method registry: every annotation method, its training methods, in one list every face reads.
 
 Adding a method is one package ``methods/<name>/`` with a ``descriptor.py`` whose ``METHOD`` is an
-:class:`~.base.AnnotationMethod`, and its name in :data:`PACKAGES`. The CLI (``weakannotate methods``, the
+:class:`~.base.AnnotationMethod`: the registry finds every such package. The CLI (``weakannotate methods``, the
 sub-commands), the job spec's loading and check, the worker's dispatch, prediction's network, the hub panel,
 the web page and the self-tests all ask this module; nothing else lists methods.
 """
@@ -9,19 +9,27 @@ the web page and the self-tests all ask this module; nothing else lists methods.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
 
 from ..core.errors import InputError
 from .base import AnnotationMethod, TrainingMethodInfo
 
-# The order the faces show them in: the reference last.
-PACKAGES = ("extreme_points", "surface_template", "box_correction", "box_prior", "pet_boxes", "full_supervision")
+
+def packages() -> list[str]:
+    """The method packages: every sub-package of ``methods/`` with a ``descriptor.py``."""
+    here = Path(__file__).resolve().parent
+    return sorted(p.parent.name for p in here.glob("*/descriptor.py") if (p.parent / "__init__.py").is_file())
 
 
 def _load() -> tuple[AnnotationMethod, ...]:
-    # Why import by name: the list above is the registry's one statement of which packages exist; each
-    # descriptor module is light (no torch, no Slicer core).
-    return tuple(importlib.import_module(f"{__package__}.{name}.descriptor").METHOD for name in PACKAGES)
+    # Why import by name: the packages are found on disk (a new method is one package and nothing else); each
+    # descriptor module is light (no torch, no Slicer core). The faces show them in the descriptors' order.
+    found = [importlib.import_module(f"{__package__}.{name}.descriptor").METHOD for name in packages()]
+    names = [m.name for m in found]
+    if len(set(names)) != len(names):
+        raise RuntimeError(f"two method packages declare the same method name: {sorted(names)}")
+    return tuple(sorted(found, key=lambda m: (m.order, m.name)))
 
 
 METHODS: tuple[AnnotationMethod, ...] = _load()

@@ -28,4 +28,5 @@ METHOD = AnnotationMethod(
     command="WeakAnnotateLib.methods.box_correction.command",
     web_mode="box",
     selftests="WeakAnnotateLib.methods.box_correction.selftests:SELFTESTS",
+    order=30,
 )

@@ -72,4 +72,5 @@ METHOD = AnnotationMethod(
     simulate="WeakAnnotateLib.evaluation.simulate:slice_boxes",
     training_methods=(BOX_PRIOR,),
     module="BoxCorrection",
+    order=40,
 )

@@ -54,4 +54,5 @@ METHOD = AnnotationMethod(
     command="WeakAnnotateLib.methods.extreme_points.command",
     web_mode="extreme",
     selftests="WeakAnnotateLib.methods.extreme_points.selftests:SELFTESTS",
+    order=10,
 )

@@ -28,4 +28,5 @@ METHOD = AnnotationMethod(
     annotation="reference",
     help="A complete mask per case, painted or imported: what the weak marks replace.",
     training_methods=(FULL_SUPERVISION,),
+    order=90,
 )

@@ -99,4 +99,5 @@ METHOD = AnnotationMethod(
     help="A loose box around each PET lesion (several per scan); lesions read out with volume and SUVmax.",
     simulate="WeakAnnotateLib.methods.pet_boxes.boxes:lesion_boxes",
     training_methods=(PET_BOX_DICE, PET_BOX_MDICE_MS, PET_BOX_FULL_SUPERVISION),
+    order=50,
 )

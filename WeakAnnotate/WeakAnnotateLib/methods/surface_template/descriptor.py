@@ -61,4 +61,5 @@ METHOD = AnnotationMethod(
     command="WeakAnnotateLib.methods.surface_template.command",
     web_mode="surface",
     selftests="WeakAnnotateLib.methods.surface_template.selftests:SELFTESTS",
+    order=20,
 )
