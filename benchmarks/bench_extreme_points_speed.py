@@ -27,7 +27,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
-SAME_PROBLEM = {"prior_weight": 0.0}  # scikit-image solves the plain random walker; compare on that
+SAME_PROBLEM = {"prior_weight": 0.0, "geodesic_weight": 0.0, "edge_contrast": 0.0}  # scikit-image: the plain RW
 
 CASES = {
     "PET lesion (STS_001)": ("ibsi_sts/STS_001/PET_image.nii.gz", "ibsi_sts/STS_001/PET_mask.nii.gz"),

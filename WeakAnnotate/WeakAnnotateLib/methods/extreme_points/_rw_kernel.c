@@ -33,7 +33,8 @@
  * that insist on exporting it (MSVC); importing the file raises an error instead of loading it. */
 EXPORT void *PyInit__rw_kernel(void) { return NULL; }
 
-EXPORT int rw_kernel_version(void) { return 1; }
+/* 2: rw_cg_list (CG over a list of unknowns) and geo_sweeps (geodesic distance). */
+EXPORT int rw_kernel_version(void) { return 2; }
 
 /* Below this many voxels a parallel region costs more than it saves (a PET lesion's box: ~10k voxels). */
 #define PAR_MIN 65536
@@ -205,4 +206,138 @@ EXPORT int rw_cg(int64_t nz, int64_t ny, int64_t nx, const float *wz, const floa
     }
     *res_out = res;
     return it;
+}
+
+/* ---- CG over a list of unknowns ------------------------------------------------------------------------
+ * For band solves (corrective clicks, the fine level of a coarse-to-fine solve) most voxels of the box are
+ * fixed: iterating over the dense box would cost the box, this costs the unknowns. Unknown u has up to six
+ * neighbours nbr[6u + q] (an index into the list, or -1 when the neighbour is fixed: its weight is then in
+ * diag and, times its value, in b) with edge weights w[6u + q]; diag[u] = degree + gamma.
+ * A x = diag x - sum_q w x_nbr. Jacobi-preconditioned CG from x (the start), stopped at ||r|| <= tol ||b||.
+ * Returns the iterations; *res_out = ||r||, *b_norm_out = ||b||. r, p, ap: scratch of n floats. */
+static double list_apply_dot(int64_t n, const int32_t *nbr, const float *w, const float *diag, const float *p,
+                             float *out) {
+    double dot = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : dot) if (n > PAR_MIN / 4)
+    for (int64_t u = 0; u < n; u++) {
+        const int32_t *nb = nbr + 6 * u;
+        const float *wu = w + 6 * u;
+        float a = diag[u] * p[u];
+        for (int q = 0; q < 6; q++) {
+            const int32_t m = nb[q];
+            if (m >= 0) a -= wu[q] * p[m];
+        }
+        out[u] = a;
+        dot += (double)p[u] * a;
+    }
+    return dot;
+}
+
+EXPORT int rw_cg_list(int64_t n, const int32_t *nbr, const float *w, const float *diag, const float *b, float *x,
+                      float *r, float *p, float *ap, double tol, int max_iter, double *res_out, double *b_norm_out) {
+    double bb = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : bb) if (n > PAR_MIN / 4)
+    for (int64_t u = 0; u < n; u++) bb += (double)b[u] * (double)b[u];
+    const double b_norm = sqrt(bb);
+    *b_norm_out = b_norm;
+    if (b_norm == 0.0) {
+        for (int64_t u = 0; u < n; u++) x[u] = 0.0f;
+        *res_out = 0.0;
+        return 0;
+    }
+    const double threshold = tol * b_norm;
+    list_apply_dot(n, nbr, w, diag, x, ap);
+    double rz = 0.0, rr = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : rz, rr) if (n > PAR_MIN / 4)
+    for (int64_t u = 0; u < n; u++) {
+        const float rv = b[u] - ap[u];
+        const float zv = rv / diag[u];
+        r[u] = rv;
+        p[u] = zv;
+        rz += (double)rv * zv;
+        rr += (double)rv * rv;
+    }
+    double res = sqrt(rr);
+    int it = 0;
+    while (res > threshold && it < max_iter) {
+        const double pap = list_apply_dot(n, nbr, w, diag, p, ap);
+        if (!(pap > 0.0)) break;
+        const float alpha = (float)(rz / pap);
+        double rz_new = 0.0;
+        rr = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : rz_new, rr) if (n > PAR_MIN / 4)
+        for (int64_t u = 0; u < n; u++) {
+            x[u] += alpha * p[u];
+            const float rv = r[u] - alpha * ap[u];
+            r[u] = rv;
+            rz_new += (double)(rv * rv) / diag[u];
+            rr += (double)rv * rv;
+        }
+        it++;
+        res = sqrt(rr);
+        if (res <= threshold) break;
+        const float beta = (float)(rz_new / rz);
+        rz = rz_new;
+#pragma omp parallel for schedule(static) if (n > PAR_MIN / 4)
+        for (int64_t u = 0; u < n; u++) p[u] = r[u] / diag[u] + beta * p[u];
+    }
+    *res_out = res;
+    return it;
+}
+
+/* ---- geodesic distance by axis sweeps --------------------------------------------------------------------
+ * d (unpadded, nz*ny*nx) holds 0 at the sources and +inf elsewhere; in place it becomes the length of the
+ * shortest 6-connected path, each step costing |I_u - I_v| * inv_g + alpha * h_axis. One iteration = a
+ * forward and a backward sweep along k, then j, then i; the numpy fallback (geodesic.py) runs the same
+ * updates in the same order, so both give the same distances. */
+EXPORT void geo_sweeps(int64_t nz, int64_t ny, int64_t nx, const float *image, float inv_g, float hz, float hy,
+                       float hx, float alpha, float *d, int iterations) {
+    const int64_t sz = ny * nx, sy = nx;
+    const float cz = alpha * hz, cy = alpha * hy, cx = alpha * hx;
+    for (int it = 0; it < iterations; it++) {
+        /* k: rows of the (j, i) plane are independent */
+        for (int64_t k = 1; k < nz; k++) {
+#pragma omp parallel for schedule(static) if (sz > PAR_MIN / 4)
+            for (int64_t v = k * sz; v < (k + 1) * sz; v++) {
+                const float c = d[v - sz] + fabsf(image[v] - image[v - sz]) * inv_g + cz;
+                if (c < d[v]) d[v] = c;
+            }
+        }
+        for (int64_t k = nz - 2; k >= 0; k--) {
+#pragma omp parallel for schedule(static) if (sz > PAR_MIN / 4)
+            for (int64_t v = k * sz; v < (k + 1) * sz; v++) {
+                const float c = d[v + sz] + fabsf(image[v] - image[v + sz]) * inv_g + cz;
+                if (c < d[v]) d[v] = c;
+            }
+        }
+        /* j: within each slice, forward then backward; slices are independent */
+#pragma omp parallel for schedule(static) if (nz * sz > PAR_MIN)
+        for (int64_t k = 0; k < nz; k++) {
+            for (int64_t j = 1; j < ny; j++)
+                for (int64_t i = 0; i < nx; i++) {
+                    const int64_t v = k * sz + j * sy + i;
+                    const float c = d[v - sy] + fabsf(image[v] - image[v - sy]) * inv_g + cy;
+                    if (c < d[v]) d[v] = c;
+                }
+            for (int64_t j = ny - 2; j >= 0; j--)
+                for (int64_t i = 0; i < nx; i++) {
+                    const int64_t v = k * sz + j * sy + i;
+                    const float c = d[v + sy] + fabsf(image[v] - image[v + sy]) * inv_g + cy;
+                    if (c < d[v]) d[v] = c;
+                }
+        }
+        /* i: within each row */
+#pragma omp parallel for schedule(static) if (nz * sz > PAR_MIN)
+        for (int64_t row = 0; row < nz * ny; row++) {
+            const int64_t v0 = row * nx;
+            for (int64_t i = 1; i < nx; i++) {
+                const float c = d[v0 + i - 1] + fabsf(image[v0 + i] - image[v0 + i - 1]) * inv_g + cx;
+                if (c < d[v0 + i]) d[v0 + i] = c;
+            }
+            for (int64_t i = nx - 2; i >= 0; i--) {
+                const float c = d[v0 + i + 1] + fabsf(image[v0 + i] - image[v0 + i + 1]) * inv_g + cx;
+                if (c < d[v0 + i]) d[v0 + i] = c;
+            }
+        }
+    }
 }

@@ -187,6 +187,7 @@ def check_seeds(seeds: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray:
 
 _F32 = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
 _U8 = np.ctypeslib.ndpointer(np.uint8, flags="C_CONTIGUOUS")
+_I32P = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
 _I64, _F, _D = ctypes.c_int64, ctypes.c_float, ctypes.c_double
 
 
@@ -230,8 +231,25 @@ def _kernel() -> ctypes.CDLL | None:
         ]
         lib.rw_cg.restype = ctypes.c_int
         lib.rw_kernel_threads.restype = ctypes.c_int
+        if lib.rw_kernel_version() >= 2:
+            lib.rw_cg_list.argtypes = [
+                *(_I64, _I32P, _F32, _F32, _F32, _F32, _F32, _F32, _F32),
+                *(_D, ctypes.c_int, ctypes.POINTER(_D), ctypes.POINTER(_D)),
+            ]
+            lib.rw_cg_list.restype = ctypes.c_int
+            lib.geo_sweeps.argtypes = [_I64, _I64, _I64, _F32, _F, _F, _F, _F, _F, _F32, ctypes.c_int]
+            lib.geo_sweeps.restype = None
         return lib
     return None
+
+
+def list_kernel() -> ctypes.CDLL | None:
+    """The compiled kernel if it has the list solver and the geodesic sweeps (version 2), else None.
+
+    A kernel built before version 2 still serves the dense solver; the list solver and the sweeps then run in
+    numpy (same algorithm, same order of updates)."""
+    lib = _kernel()
+    return lib if lib is not None and lib.rw_kernel_version() >= 2 else None
 
 
 def available_backends() -> list[str]:
@@ -446,3 +464,153 @@ def random_walker(
     full[box] = np.where(unknown, x, full[box])
     converged = res <= tol * b_norm
     return RandomWalkerResult(full, iterations, converged, res / b_norm if b_norm else 0.0, n_unknown, shape, chosen)
+
+
+# --- the list solver: unknowns only -----------------------------------------------------------------------
+
+
+def _list_system(
+    image: np.ndarray,
+    unknown: np.ndarray,
+    fixed: np.ndarray,
+    scales: np.ndarray,
+    gamma: float,
+    prior: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Flat indices, neighbour lists (−1 = fixed or outside), edge weights, diagonal and right-hand side."""
+    flat = np.flatnonzero(unknown.ravel())
+    n = flat.size
+    index = np.full(unknown.size, -1, np.int32)
+    index[flat] = np.arange(n, dtype=np.int32)
+    coords = np.unravel_index(flat, unknown.shape)
+    strides = np.array([unknown.shape[1] * unknown.shape[2], unknown.shape[2], 1], np.int64)
+    data = np.asarray(image, np.float32).ravel()
+    values = np.asarray(fixed, np.float32).ravel()
+    own = data[flat]
+    nbr = np.full((n, 6), -1, np.int32)
+    weights = np.zeros((n, 6), np.float32)
+    diag = np.full(n, np.float32(gamma), np.float32)
+    b = np.zeros(n, np.float32)
+    q = 0
+    for axis in range(3):
+        for sign in (1, -1):
+            limit = unknown.shape[axis] - 1 if sign > 0 else 0
+            ok = coords[axis] != limit
+            src = np.flatnonzero(ok)
+            other = flat[src] + sign * strides[axis]
+            d = data[other] - own[src]
+            w = np.exp(np.float32(scales[axis]) * d * d) + np.float32(_EPS)
+            w = w.astype(np.float32)
+            diag[src] += w
+            m = index[other]
+            is_unknown = m >= 0
+            nbr[src[is_unknown], q] = m[is_unknown]
+            weights[src, q] = np.where(is_unknown, w, np.float32(0))
+            seeded = ~is_unknown
+            b[src[seeded]] += w[seeded] * values[other[seeded]]
+            q += 1
+    if gamma > 0 and prior is not None:
+        b += np.float32(gamma) * np.asarray(prior, np.float32).ravel()[flat]
+    return flat, nbr, weights, diag, b
+
+
+def _cg_list_numpy(
+    nbr: np.ndarray, weights: np.ndarray, diag: np.ndarray, b: np.ndarray, x: np.ndarray, tol: float, max_iter: int
+) -> tuple[int, float, float]:
+    """rw_cg_list in numpy (the same Jacobi-preconditioned CG); x is updated in place."""
+    n = b.size
+    gather = np.where(nbr >= 0, nbr, n)  # index n reads a zero
+
+    def apply(v: np.ndarray) -> np.ndarray:
+        ext = np.append(v, np.float32(0))
+        return diag * v - np.einsum("uq,uq->u", weights, ext[gather], dtype=np.float32)
+
+    b_norm = float(np.linalg.norm(b))
+    if b_norm == 0.0:
+        x.fill(0)
+        return 0, 0.0, 0.0
+    r = b - apply(x)
+    z = r / diag
+    p = z.copy()
+    rz = float(np.dot(r, z))
+    res = float(np.linalg.norm(r))
+    it = 0
+    while res > tol * b_norm and it < max_iter:
+        ap = apply(p)
+        pap = float(np.dot(p, ap))
+        if pap <= 0:
+            break
+        alpha = np.float32(rz / pap)
+        x += alpha * p
+        r -= alpha * ap
+        it += 1
+        res = float(np.linalg.norm(r))
+        if res <= tol * b_norm:
+            break
+        z = r / diag
+        rz_new = float(np.dot(r, z))
+        p *= np.float32(rz_new / rz)
+        p += z
+        rz = rz_new
+    return it, res, b_norm
+
+
+def solve_unknowns(
+    image: np.ndarray,
+    unknown: np.ndarray,
+    fixed: np.ndarray,
+    *,
+    beta: float = 130.0,
+    tol: float = 1e-3,
+    spacing: np.ndarray | None = None,
+    x0: np.ndarray | None = None,
+    intensity_std: float | None = None,
+    max_iter: int = 2000,
+    tol_size: int = 250_000,
+    prior: np.ndarray | None = None,
+    prior_weight: float = 0.0,
+    backend: str = "auto",
+) -> RandomWalkerResult:
+    """The random walker on the voxels ``unknown`` only, every other voxel fixed at ``fixed`` (any value in [0, 1]).
+
+    The same energy, weights, prior term and stopping test as :func:`random_walker`, but the CG runs over a
+    list of the unknowns with their neighbour indices, so its cost follows the unknowns rather than their
+    bounding box: a band around a surface (corrective clicks, the fine level of a coarse-to-fine solve) costs
+    the band. ``fixed`` may hold fractional values (a coarse solution as boundary condition). ``x0``: start.
+    """
+    image = np.asarray(image)
+    unknown = np.asarray(unknown, bool)
+    if image.ndim != 3 or unknown.shape != image.shape or np.shape(fixed) != image.shape:
+        raise InputError(f"Image {image.shape}, unknowns {unknown.shape} and fixed values {np.shape(fixed)} differ.")
+    chosen = _choose_backend(backend)
+    std = float(np.std(image, dtype=np.float64)) if intensity_std is None else float(intensity_std)
+    if not np.isfinite(std) or std <= 0:
+        std = 1.0
+    gamma = float(prior_weight) if prior is not None else 0.0
+    full = np.array(fixed, dtype=np.float32)
+    n = int(unknown.sum())
+    if n == 0:
+        return RandomWalkerResult(full, 0, True, 0.0, 0, (0, 0, 0), chosen)
+    sp = np.ones(3) if spacing is None else np.asarray(spacing, dtype=float)
+    scales = -beta / (10.0 * std) / sp**2
+    flat, nbr, weights, diag, b = _list_system(image, unknown, full, scales, gamma, prior)
+    if tol_size and n > tol_size:
+        tol = tol * float(np.sqrt(tol_size / n))
+    x = np.zeros(n, np.float32) if x0 is None else np.ascontiguousarray(np.asarray(x0, np.float32).ravel()[flat])
+    lib = list_kernel() if chosen == "compiled" else None
+    if lib is not None:
+        r, p, ap = (np.empty(n, np.float32) for _ in range(3))
+        res, b_norm = _D(), _D()
+        iterations = lib.rw_cg_list(
+            n, nbr, weights, diag, b, x, r, p, ap, float(tol), int(max_iter), ctypes.byref(res), ctypes.byref(b_norm)
+        )
+        res_v, b_v = res.value, b_norm.value
+    else:
+        iterations, res_v, b_v = _cg_list_numpy(nbr, weights, diag, b, x, tol, max_iter)
+        chosen = "numpy"
+    np.clip(x, 0.0, 1.0, out=x)
+    full.ravel()[flat] = x
+    box = _unknown_box(unknown)
+    shape = tuple(s.stop - s.start for s in box)
+    converged = res_v <= tol * b_v
+    return RandomWalkerResult(full, int(iterations), converged, res_v / b_v if b_v else 0.0, n, shape, chosen)
