@@ -22,7 +22,7 @@ from importlib.metadata import entry_points
 from ..core.errors import InputError, WriteError
 from ..methods import registry
 
-GENERIC_COMMANDS = ("evaluate", "simulate", "demo", "methods", "dataset", "train", "predict", "export")
+GENERIC_COMMANDS = ("evaluate", "simulate", "demo", "methods", "dataset", "train", "predict", "export", "refine")
 ENTRY_POINT_GROUP = "weakannotate.commands"
 
 

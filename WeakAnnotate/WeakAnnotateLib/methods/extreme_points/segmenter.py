@@ -50,6 +50,7 @@ from ...scene.mrml_adapter import (
     set_segment_mask,
     stored_points,
 )
+from .band import ellipsoid_offsets, stamp
 from .geodesic import path_cost, shortest_path
 from .random_walker import BACKGROUND, FOREGROUND, UNKNOWN, random_walker
 from .terms import (
@@ -207,24 +208,6 @@ def validate_points(points_ras: np.ndarray, geometry: Geometry) -> np.ndarray:
 
 
 # --- seeds --------------------------------------------------------------------------------------------
-
-
-def _ellipsoid_offsets(radii_vox: np.ndarray) -> np.ndarray:
-    r = np.floor(np.maximum(radii_vox, 0)).astype(int)
-    grid = np.stack(np.meshgrid(*[np.arange(-n, n + 1) for n in r], indexing="ij"), axis=-1).reshape(-1, 3)
-    safe = np.maximum(radii_vox, 1e-9)
-    inside = ((grid / safe) ** 2).sum(axis=1) <= 1.0 + 1e-9
-    return grid[inside | np.all(grid == 0, axis=1)]
-
-
-def _stamp(shape: tuple[int, ...], centres: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    out = np.zeros(shape, bool)
-    if len(centres) == 0:
-        return out
-    idx = (centres[:, None, :] + offsets[None, :, :]).reshape(-1, 3)
-    keep = np.all((idx >= 0) & (idx < np.asarray(shape)), axis=1)
-    out[tuple(idx[keep].T)] = True
-    return out
 
 
 def _trim(path: np.ndarray, spacing: np.ndarray, fraction: float) -> np.ndarray:
@@ -400,7 +383,7 @@ class ExtremePointSegmenter:
         t = time.perf_counter()
         wshape = wimage.shape
         trimmed = np.concatenate([_trim(q, spacing, p.trim_fraction) for q in scribbles])
-        fg = _stamp(wshape, trimmed, _ellipsoid_offsets(p.fg_fraction * half / spacing))
+        fg = stamp(wshape, trimmed, ellipsoid_offsets(p.fg_fraction * half / spacing))
         bg = ~inside_box[work]
         if p.bg_fraction > 0:  # the paper's "outside a dilation of the scribbles" (dropped: see the docs)
             not_path = np.ones(wshape, bool)

@@ -51,19 +51,42 @@ def contrast_std(image: np.ndarray, edge_contrast: float, beta: float) -> float:
     return beta * mean_square_difference(image) / (10.0 * edge_contrast)
 
 
-def intensity_prior(image: np.ndarray, fg: np.ndarray, bg: np.ndarray, bins: int = 32) -> tuple[np.ndarray, float]:
+def _density(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    h, _ = np.histogram(values, bins=edges)
+    h = ndimage.gaussian_filter1d(h.astype(float), 1.0, mode="nearest")
+    return h / max(h.sum(), 1e-12)
+
+
+def intensity_prior(
+    image: np.ndarray,
+    fg: np.ndarray,
+    bg: np.ndarray,
+    bins: int = 32,
+    *,
+    fg_extra: np.ndarray | None = None,
+    bg_extra: np.ndarray | None = None,
+    extra_share: float = 0.5,
+) -> tuple[np.ndarray, float]:
     """P(foreground | intensity) from smoothed histograms of the foreground- and background-sample intensities.
 
     Grady's prior model needs a density per label; histograms of the seeds' [0, 1]-scaled intensities,
     smoothed by one bin and floored, are cheap and make no assumption about their shape (PET lesions with
     a cold core, heterogeneous tumours). Both classes get equal weight (the seeds' counts are no class prior).
+    ``fg_extra`` / ``bg_extra`` (corrective clicks' seeds: a few voxels against a segment's thousands) make up
+    ``extra_share`` of their class's density when they hold any voxel, so that a click on a part of another
+    intensity is heard.
     """
     edges = np.linspace(0.0, 1.0, bins + 1)
     densities = []
-    for sample in (image[fg], image[bg]):
-        h, _ = np.histogram(sample, bins=edges)
-        h = ndimage.gaussian_filter1d(h.astype(float), 1.0, mode="nearest")
-        h = h / max(h.sum(), 1e-12) + 1e-3 / bins
+    for sample, extra in ((fg, fg_extra), (bg, bg_extra)):
+        h = _density(image[sample], edges)
+        if extra is not None and extra.any():
+            h = (
+                (1.0 - extra_share) * h + extra_share * _density(image[extra], edges)
+                if h.sum() > 0
+                else _density(image[extra], edges)
+            )
+        h = h + 1e-3 / bins
         densities.append(h / h.sum())
     pf, pb = densities
     posterior = (pf / (pf + pb)).astype(np.float32)
