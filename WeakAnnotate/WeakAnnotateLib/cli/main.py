@@ -22,7 +22,9 @@ from importlib.metadata import entry_points
 from ..core.errors import InputError, WriteError
 from ..methods import registry
 
-GENERIC_COMMANDS = ("evaluate", "simulate", "demo", "methods", "dataset", "train", "predict", "export", "refine")
+GENERIC_COMMANDS = (
+    "evaluate", "simulate", "demo", "methods", "dataset", "train", "predict", "export", "refine", "loop",
+)  # fmt: skip
 ENTRY_POINT_GROUP = "weakannotate.commands"
 
 

@@ -57,6 +57,9 @@ class JobSpec:
     # optimiser of every method: "adam" (default: converges in the few hundred steps a CPU run affords) or "sgd"
     # (momentum SGD_MOMENTUM; the pet_box paper's choice, with learning_rate 1e-5 and ~100 epochs)
     optimizer: str = "adam"
+    # a finished job (its folder, model.pt or model.json) whose weights start this one, same network; "" = random.
+    # Why common: the annotation loop fine-tunes every method's model from its last weights (docs/annotation_loop.md)
+    init_weights: str = ""
     # test hooks (documented; never needed in real use)
     fail_at_step: int = 0  # > 0: raise an error at this global step (a crashing worker)
     step_delay_s: float = 0.0  # sleep per step (so that a test can cancel mid-epoch)
@@ -221,6 +224,8 @@ def validate_common(spec: JobSpec, *, resume: bool = False) -> tuple[Any, dict[s
         if entry.reference and not dataset.path(entry.reference).is_file():
             raise InputError(f"dataset: case {entry.id!r}: reference {dataset.path(entry.reference)} does not exist.")
 
+    if spec.init_weights:
+        check_init_weights(spec)
     out = spec.output_path
     if out.exists() and not out.is_dir():
         raise InputError(f"output: {out} is a file; give a folder for the job.")
@@ -230,3 +235,13 @@ def validate_common(spec: JobSpec, *, resume: bool = False) -> tuple[Any, dict[s
     if not resume and (checkpoint.is_file() or (out / "model.json").is_file()):
         raise InputError(f"output: {out} already holds a job; resume it or choose a new output folder.")
     return dataset, {"train": train, "validation": val}
+
+
+def check_init_weights(spec: JobSpec) -> Path:
+    """``init_weights`` names a finished job (model.pt with its model.json); returns its model.pt."""
+    folder = spec.resolve(spec.init_weights)
+    folder = folder if folder.is_dir() else folder.parent
+    weights, info = folder / "model.pt", folder / "model.json"
+    if not weights.is_file() or not info.is_file():
+        raise InputError(f"init_weights: {folder} is not a finished job (needs model.pt and model.json).")
+    return weights

@@ -22,7 +22,7 @@ from ..files.image_io import read_image
 from ..networks.build import build_network
 from ..networks.model_files import MODEL_FILE, MODEL_INFO
 from ..networks.prediction import LoadedModel, predict_image, sliding_probability
-from .job_spec import SGD_MOMENTUM, JobSpec
+from .job_spec import SGD_MOMENTUM, JobSpec, check_init_weights
 from .progress import EXIT_CANCELLED, EXIT_DONE, Progress, StopRequest, atomic_json
 
 
@@ -32,6 +32,21 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(path) as tmp:
         torch.save(obj, tmp)
+
+
+def initial_weights(net: Any, weights: Path, device: str) -> None:
+    """Load a finished job's weights into ``net``; another network (channels, inputs) is refused by name."""
+    import torch
+
+    blob = torch.load(weights, map_location=device, weights_only=False)
+    theirs = {k: tuple(v.shape) for k, v in blob["state_dict"].items()}
+    mine = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    if mine != theirs:
+        raise InputError(
+            f"init_weights: {weights.parent} has another network (channels {blob['config'].get('channels')}, "
+            f"{blob['config'].get('in_channels')} input channels); give a job with this spec's network."
+        )
+    net.load_state_dict(blob["state_dict"])
 
 
 class Distributed:
@@ -223,6 +238,8 @@ class Trainer:
         net = build_network(self.config).to(dist.device)
         if not resume and hasattr(self.method, "initialise"):
             self.method.initialise(net)  # pet_box_mdice_ms: weights of a finished pet_box_dice job
+        if not resume and spec.init_weights:  # the annotation loop's fine-tuning: the last model's weights
+            initial_weights(net, check_init_weights(spec), dist.device)
         if spec.optimizer == "sgd":  # the pet_box paper's optimiser (lr 1e-5, momentum 0.9)
             optimiser = torch.optim.SGD(net.parameters(), lr=spec.learning_rate, momentum=SGD_MOMENTUM)
         else:

@@ -1,0 +1,293 @@
+"""The annotation loop (jobs/annotation_loop.py, ``weakannotate loop``) on real PET sarcomas with simulated six clicks.
+
+next case → starting segment (the marks' pseudo-label, then a model's prediction) → corrective clicks → accept
+(the mask and the effort in the dataset) → fine-tuning from the last weights in the background (a tiny network,
+one epoch) → the next case starts from the newer model. Bad input: no case left, an empty segment, a model of
+another modality or method, a second job on the same dataset, files removed by hand; a process that stops
+mid-case loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from WeakAnnotateLib.core.errors import InputError
+from WeakAnnotateLib.evaluation.metrics import dice
+from WeakAnnotateLib.files.cases import default_data_dir
+from WeakAnnotateLib.files.image_io import read_image, read_mask, write_image
+
+pytestmark = pytest.mark.skipif(default_data_dir() is None, reason="shared/data (cases.json) not found")
+
+CASES = ["ibsi_STS_001_PET", "ibsi_STS_002_PET", "ibsi_STS_003_PET"]
+ENV = {**os.environ, "WEAKANNOTATE_THREADS": "1", "OMP_NUM_THREADS": "1"}
+TINY = {"batch_size": 1, "patch_size": [32, 32, 32], "channels": [4, 8, 16], "spacing_mm": 4.0, "device": "cpu"}
+
+
+def run_cli(capsys, *argv: object) -> tuple[int, str]:
+    from WeakAnnotateLib.cli.main import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out + err
+
+
+def make_dataset(root: Path, cases: list[str] = CASES) -> Path:
+    from WeakAnnotateLib.data.dataset import create_from_cases
+
+    create_from_cases(root, cases)
+    return root
+
+
+def reference_of(loop, case_id: str) -> np.ndarray:
+    entry = loop.dataset.case(case_id)
+    image = read_image(loop.dataset.path(entry.image))
+    return read_mask(loop.dataset.path(entry.reference), grid=image.geometry)
+
+
+def robot_clicks(array, geometry, start: np.ndarray, reference: np.ndarray, n: int):
+    """Corrective clicks at the centre of the largest error region (the field's robot user), n of them."""
+    from scipy import ndimage
+    from WeakAnnotateLib.methods.extreme_points.corrective import CorrectionSession
+
+    session = CorrectionSession(array, geometry, start)
+    mask = start
+    for _ in range(n):
+        missed, extra = reference & ~mask, mask & ~reference
+        errors = missed if missed.sum() >= extra.sum() else extra
+        labels, count = ndimage.label(errors)
+        biggest = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
+        inside = ndimage.distance_transform_edt(np.pad(biggest, 1))[1:-1, 1:-1, 1:-1]
+        index = np.unravel_index(np.argmax(inside), inside.shape)
+        mask = session.add(geometry.index_to_ras(np.asarray([index], float))[0], bool(errors is missed)).mask
+    return mask
+
+
+# --- the loop without a model: pseudo-labels, effort, resume, bad input ---------------------------------------
+
+
+def test_next_correct_accept_records_the_effort_and_nothing_is_lost(tmp_path):
+    from WeakAnnotateLib.data.dataset import DatasetFolder
+    from WeakAnnotateLib.jobs.annotation_loop import AnnotationLoop
+
+    root = make_dataset(tmp_path / "ds")
+    loop = AnnotationLoop(root)
+    reference_path = loop.dataset.case(CASES[0]).reference
+    start = loop.next_case("order")
+    assert start.case == CASES[0] and start.source == "pseudo-label (extreme_points)" and not start.resumed
+    reference = reference_of(loop, start.case)
+    first = read_mask(start.start)
+    assert dice(reference, first) > 0.6  # the six clicks' random walker on a PET sarcoma
+
+    # The face closes mid-case: a new loop object (another process) hands out the same case, then the draft.
+    again = AnnotationLoop(root).next_case("random")
+    assert (again.case, again.resumed, again.source) == (start.case, True, start.source)
+    image = read_image(start.image)
+    corrected = robot_clicks(image.array, image.geometry, first, reference, 2)
+    AnnotationLoop(root).save_draft(start.case, corrected, {"corrective": {"clicks": 2, "seconds": 7.5}})
+    resumed = AnnotationLoop(root).next_case("order")
+    assert resumed.source == "draft" and resumed.effort == {"corrective": {"clicks": 2, "seconds": 7.5}}
+    assert np.array_equal(read_mask(resumed.start), corrected)
+
+    # Bad input: an empty segment is refused and nothing is written.
+    before = (root / "dataset.json").read_text()
+    with pytest.raises(InputError, match="is empty: there is nothing to accept"):
+        loop.accept(start.case, np.zeros_like(corrected), {"corrective": {"clicks": 2}})
+    with pytest.raises(InputError, match="not the one being worked on"):
+        loop.accept(CASES[1], corrected)
+    with pytest.raises(InputError, match="effort 'corrective' clicks: must be a number ≥ 0"):
+        loop.accept(start.case, corrected, {"corrective": {"clicks": -1}})
+    assert (root / "dataset.json").read_text() == before and not (root / "loop" / "accepted").exists()
+
+    result = AnnotationLoop(root).accept(start.case, corrected, {"corrective": {"clicks": 2, "seconds": 7.5}})
+    assert result["remaining"] == 2 and result["job"] is None and not result["finetune_due"]
+    entry = DatasetFolder.load(root).case(start.case)
+    assert entry.effort == {"clicks": 8, "seconds": 7.5, "extreme_points_clicks": 6, "extreme_points_seconds": 0.0,
+                            "corrective_clicks": 2, "corrective_seconds": 7.5}  # fmt: skip
+    assert entry.pseudo_label == f"loop/accepted/{start.case}.nii.gz"
+    assert np.array_equal(read_mask(root / entry.pseudo_label), corrected)
+    assert entry.reference == reference_path  # the catalogue's reference is never replaced
+    assert not (root / "loop" / "drafts" / f"{start.case}.nii.gz").exists()
+    assert result["accepted"]["dice_to_start"] == round(dice(first, corrected), 4)
+
+
+def test_order_random_and_none_left(tmp_path):
+    from WeakAnnotateLib.jobs.annotation_loop import AnnotationLoop
+
+    root = make_dataset(tmp_path / "ds")
+    loop = AnnotationLoop(root)
+    assert [r["case"] for r in loop.ranking("order")] == CASES
+    loop.configure(seed=3)
+    shuffled = [r["case"] for r in loop.ranking("random")]
+    assert sorted(shuffled) == CASES and shuffled == [r["case"] for r in AnnotationLoop(root).ranking("random")]
+    with pytest.raises(InputError, match="strategy: use one of order, random, disagreement"):
+        loop.ranking("smallest")
+    for _ in CASES:
+        start = loop.next_case("random")
+        loop.accept(start.case, read_mask(start.start), {"corrective": {"clicks": 0, "seconds": 1}})
+    assert [r["case"] for r in loop.state["accepted"]] == shuffled
+    with pytest.raises(InputError, match=r"No case is left in .*: all 3 are accepted"):
+        loop.next_case()
+
+
+def test_disagreement_scores_the_marks_a_segment_breaks(tmp_path):
+    from WeakAnnotateLib.jobs.annotation_loop import AnnotationLoop, mark_disagreement
+
+    root = make_dataset(tmp_path / "ds")
+    loop = AnnotationLoop(root)
+    entry = loop.dataset.case(CASES[0])
+    image = read_image(loop.dataset.path(entry.image))
+    reference = reference_of(loop, CASES[0])
+    agree = mark_disagreement(loop.dataset, entry, image, reference)
+    # The clicks are the reference's own extreme voxels: nothing outside their box, every click on its boundary.
+    assert agree["outside_box"] == 0.0 and agree["points_off_mm"] == 0.0 and agree["score"] == 0.0
+    spill = reference | np.roll(reference, 5, axis=2)  # the object and a copy 5 voxels along i
+    coords = np.argwhere(reference)
+    inside = np.zeros_like(reference)
+    inside[tuple(slice(a - 1, b + 2) for a, b in zip(coords.min(0), coords.max(0), strict=True))] = True
+    broken = mark_disagreement(loop.dataset, entry, image, spill)
+    assert broken["outside_box"] == round((spill & ~inside).sum() / spill.sum(), 4) > 0.02
+    assert broken["score"] > agree["score"]
+    assert mark_disagreement(loop.dataset, entry, image, np.zeros_like(reference))["score"] == 1.0
+    rows = loop.ranking("disagreement")
+    assert [r["rank"] for r in rows] == [1, 2, 3] and sorted(r["case"] for r in rows) == CASES
+    assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
+    assert all(0.0 <= r["score"] <= 1.0 and "outside_box" in r for r in rows)
+    cached = json.loads((root / "loop.json").read_text())["scores"]["pseudo-label"]
+    assert set(cached) == set(CASES)
+
+
+def test_a_dataset_edited_by_hand_names_the_missing_files(tmp_path):
+    from WeakAnnotateLib.jobs.annotation_loop import AnnotationLoop
+
+    root = make_dataset(tmp_path / "ds")
+    loop = AnnotationLoop(root)
+    start = loop.next_case()
+    loop.accept(start.case, read_mask(start.start), {})
+    (root / "loop" / "accepted" / f"{start.case}.nii.gz").unlink()
+    (root / "annotations" / f"{CASES[2]}.extreme_points.mrk.json").unlink()
+    with pytest.raises(InputError) as e:
+        AnnotationLoop(root).next_case()
+    text = str(e.value)
+    assert "was changed outside the loop" in text
+    assert f"accepted mask of '{CASES[0]}'" in text and f"extreme_points of '{CASES[2]}'" in text
+    assert f"{CASES[2]}.extreme_points.mrk.json" in text
+
+
+# --- with models: fine-tuning, the newer model, warnings, a busy dataset, the CLI --------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A dataset whose loop fine-tuned once (one case accepted, one epoch): (root, loop)."""
+    from WeakAnnotateLib.jobs.annotation_loop import AnnotationLoop
+
+    root = make_dataset(tmp_path_factory.mktemp("loop") / "ds")
+    loop = AnnotationLoop(root)
+    loop.configure(method="extreme_point_network", finetune_every=1, finetune_epochs=1)
+    start = loop.next_case()
+    result = loop.accept(start.case, read_mask(start.start), {"corrective": {"clicks": 1, "seconds": 3}}, env=ENV)
+    assert result["finetune_due"] and result["job"]["init_weights"] == "" and result["job"]["cases"] == [CASES[0]]
+    assert loop.wait_for_job(600)["state"] == "done"
+    return root, loop
+
+
+def test_finetune_every_n_and_the_next_prediction_uses_the_newer_model(trained):
+    from WeakAnnotateLib.jobs.annotation_loop import AnnotationLoop
+
+    root, _ = trained
+    loop = AnnotationLoop(root)
+    assert loop.state["model"] == "loop/jobs/finetune-001"
+    start = loop.next_case("order")
+    assert start.case == CASES[1] and start.source == "model finetune-001" and start.warnings == []
+    assert start.voxels == int(read_mask(start.start).sum())
+    rows = loop.ranking("disagreement", tta=True)  # the model's prediction against the marks, plus flip TTA
+    assert [r["case"] for r in rows] == [CASES[1], CASES[2]] or [r["case"] for r in rows] == [CASES[2], CASES[1]]
+    assert all(0.0 <= r["uncertainty"] <= 1.0 for r in rows)
+    result = loop.accept(start.case, read_mask(start.start), {"corrective": {"clicks": 0, "seconds": 2}}, env=ENV)
+    job = result["job"]
+    assert job["init_weights"] == str((root / "loop/jobs/finetune-001").resolve())
+    assert job["cases"] == CASES[:2]
+    spec = json.loads((root / "loop/jobs/finetune-002.json").read_text())
+    assert spec["init_weights"] == job["init_weights"] and spec["extreme_point_network"]["rounds"] == 1
+    assert loop.wait_for_job(600)["state"] == "done"
+    assert AnnotationLoop(root).next_case().source == "model finetune-002"
+
+
+def test_another_job_of_the_dataset_running_refuses_finetuning(trained, tmp_path):
+    from WeakAnnotateLib.jobs.annotation_loop import AnnotationLoop
+    from WeakAnnotateLib.jobs.runner import TrainingJob
+
+    root, _ = trained
+    spec = {"dataset": str(root), "output": str(root / "jobs" / "busy"), "method": "full_supervision", "epochs": 50,
+            "steps_per_epoch": 1000, "step_delay_s": 0.5, **TINY}  # fmt: skip
+    job = TrainingJob(TrainingJob.write_spec(spec, tmp_path / "busy.json"), env=ENV)
+    job.start()
+    try:
+        t0 = time.monotonic()
+        while not any(e.get("event") == "step" for e in job.events) and time.monotonic() - t0 < 120:
+            job.poll()
+            time.sleep(0.2)
+        loop = AnnotationLoop(root)
+        before = json.loads((root / "loop.json").read_text())
+        with pytest.raises(InputError, match=rf"A training job of this dataset is running: {root / 'jobs' / 'busy'} "
+                                             rf"\(PID {job.process.pid}\)"):  # fmt: skip
+            loop.finetune()
+        assert json.loads((root / "loop.json").read_text()) == before
+    finally:
+        job.cancel()
+        job.wait(60)
+
+
+def test_a_model_of_another_modality_or_method_is_named(trained, tmp_path):
+    from WeakAnnotateLib.jobs.annotation_loop import AnnotationLoop
+
+    root, _ = trained
+    ct = make_dataset(tmp_path / "ct", ["ibsi_STS_001_CT"])
+    loop = AnnotationLoop(ct)
+    loop.configure(model=root / "loop/jobs/finetune-001")
+    start = loop.next_case()
+    assert start.source == "model finetune-001"
+    assert start.warnings == [
+        "Model 'finetune-001 (extreme point network)' was trained on PET images; case 'ibsi_STS_001_CT' is CT."
+    ]
+    entry = loop.dataset.case("ibsi_STS_001_CT")
+    assert loop.model_warnings({"name": "w", "method": "weak_net"}, entry) == [
+        "Model 'w' was trained with weak_net (marks: surface_points); case 'ibsi_STS_001_CT' has extreme_points."
+    ]
+    with pytest.raises(InputError, match="model: .* is not a finished job"):
+        loop.configure(model=tmp_path)
+
+
+def test_cli_next_accept_status_and_bad_input(tmp_path, capsys):
+    root = make_dataset(tmp_path / "ds")
+    code, text = run_cli(capsys, "loop", "next", root, "--output", tmp_path / "start.nii.gz")
+    start = json.loads(text)
+    assert code == 0 and start["case"] == CASES[0] and (tmp_path / "start.nii.gz").is_file()
+    image = read_image(start["image"])
+    empty = tmp_path / "empty.nii.gz"
+    write_image(empty, np.zeros(image.geometry.shape, np.uint8), image.geometry)
+    code, text = run_cli(capsys, "loop", "accept", root, "--case", CASES[0], "--mask", empty)
+    assert code == 2 and text.strip().endswith("or leave the case for later.") and text.count("\n") == 1
+    assert "is empty: there is nothing to accept" in text and not (root / "loop" / "accepted").exists()
+    code, text = run_cli(capsys, "loop", "accept", root, "--case", CASES[0], "--mask", tmp_path / "start.nii.gz",
+                         "--clicks", 3, "--seconds", 12, "--no-finetune")  # fmt: skip
+    assert code == 0 and json.loads(text)["accepted"]["effort"]["corrective_clicks"] == 3
+    code, text = run_cli(capsys, "loop", "status", root)
+    status = json.loads(text)
+    assert (status["accepted"], status["remaining"]) == (1, 2)
+    assert status["cases"][0] == {"case": CASES[0], "modality": "PET", "state": "accepted", "clicks": 9,
+                                  "seconds": 12.0, "start": "pseudo-label (extreme_points)"}  # fmt: skip
+    with pytest.raises(SystemExit) as e:  # argparse's own answer, before anything is read
+        run_cli(capsys, "loop", "config", root, "--finetune-every", 0)
+    assert e.value.code == 2 and "--finetune-every: must be ≥ 1 and ≤ 10000, got 0" in capsys.readouterr().err
+    code, text = run_cli(capsys, "loop", "config", root, "--method", "box_patch_classifier")
+    assert code == 2 and "does not segment" in text
+    shutil.rmtree(root / "loop" / "accepted")
+    code, text = run_cli(capsys, "loop", "rank", root)
+    assert code == 2 and f"accepted mask of '{CASES[0]}'" in text
