@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,25 @@ from .terminology import Term, resolve_terminology, set_node_default, set_segmen
 # --- scene changes ------------------------------------------------------------------------------------
 
 
+# Open scene_change blocks per thread and scene: only the outermost one saves the state for undo.
+_open_changes = threading.local()
+
+
 @contextlib.contextmanager
 def scene_change(scene: Any) -> Iterator[None]:
-    """Group node additions: on an exception every node added inside the block is removed again."""
+    """Group node additions: on an exception every node added inside the block is removed again.
+
+    One undo step however the blocks nest (``correct_from_nodes`` writes through ``set_segment_mask``, each a
+    block): a nested block saving the state again made Ctrl+Z take back nothing visible the first time.
+    """
     before = {scene.GetNthNode(n).GetID() for n in range(scene.GetNumberOfNodes())}
-    if scene.GetUndoFlag():
+    depth = getattr(_open_changes, "depth", None)
+    if depth is None:
+        depth = _open_changes.depth = {}
+    key = id(scene)
+    if not depth.get(key) and scene.GetUndoFlag():
         scene.SaveStateForUndo()
+    depth[key] = depth.get(key, 0) + 1
     try:
         yield
     except BaseException:
@@ -43,6 +57,10 @@ def scene_change(scene: Any) -> Iterator[None]:
             if node is not None and node.GetID() not in before:
                 scene.RemoveNode(node)
         raise
+    finally:
+        depth[key] -= 1
+        if not depth[key]:
+            del depth[key]
 
 
 def remove_node(scene: Any, node: Any) -> None:

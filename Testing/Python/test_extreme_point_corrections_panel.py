@@ -1,0 +1,335 @@
+"""The ExtremePointSeg panel's corrective clicks: six clicks, then add / remove clicks on any segment, each one
+scene-undo step, and the bad inputs, on real MRML nodes of a headless Slicer core and the shared data.
+
+The widget needs Qt and desktop Slicer, which the slicer-core wheel does not have, so it is not instantiated here.
+What its buttons, point lists and shortcuts call is the module's logic class: ExtremePointSeg.py is loaded as it
+is, with stand-ins for only the two template modules the wheel lacks (slicer.ScriptedLoadableModule's base classes
+and the parameterNodeWrapper decorator), and ExtremePointSegLogic is driven the way the widget drives it: a point
+placed in the segment's add / remove list (placeClick), the scene's Undo / Redo (what Ctrl+Z / Ctrl+Y call), the
+lists rebuilt from the clicks stored on the segment afterwards (showClicks).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import vtk
+from scipy import ndimage
+from WeakAnnotateLib.core.errors import InputError
+from WeakAnnotateLib.evaluation.metrics import dice
+from WeakAnnotateLib.evaluation.simulate import extreme_points
+from WeakAnnotateLib.files.image_io import Image, read_image
+from WeakAnnotateLib.methods.extreme_points.corrective import CLICKS_TAG, Click, stored_clicks
+from WeakAnnotateLib.scene import slicer_runtime
+from WeakAnnotateLib.scene.mrml_adapter import (
+    add_points_node,
+    add_segmentation_node,
+    add_volume_node,
+    points_of_node,
+    segment_mask,
+    set_segment_mask,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+SARCOMA_MR = ("ibsi_sts/STS_002/MR_T1_image.nii.gz", "ibsi_sts/STS_002/MR_T1_mask.nii.gz")
+PET = ("ibsi_sts/STS_001/PET_image.nii.gz", "ibsi_sts/STS_001/PET_mask.nii.gz")
+
+
+def _load(data_dir: Path, pair: tuple[str, str]) -> tuple[Image, np.ndarray]:
+    for rel in pair:
+        if not (data_dir / rel).is_file():
+            pytest.skip(f"real data file {data_dir / rel} is missing")
+    return read_image(data_dir / pair[0]), read_image(data_dir / pair[1]).array != 0
+
+
+@pytest.fixture(scope="module")
+def sarcoma(data_dir: Path) -> tuple[Image, np.ndarray]:
+    return _load(data_dir, SARCOMA_MR)
+
+
+@pytest.fixture(scope="module")
+def pet(data_dir: Path) -> tuple[Image, np.ndarray]:
+    return _load(data_dir, PET)
+
+
+def _template_stand_ins() -> dict[str, types.ModuleType]:
+    """The Slicer scripted-module template pieces that only desktop Slicer has (they need Qt)."""
+    slm = types.ModuleType("slicer.ScriptedLoadableModule")
+
+    class _Base:
+        def __init__(self, parent=None) -> None:  # noqa: ANN001
+            self.parent = parent
+
+    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleLogic", "ScriptedLoadableModuleWidget"):
+        setattr(slm, name, type(name, (_Base,), {}))
+    slm.ScriptedLoadableModuleTest = type("ScriptedLoadableModuleTest", (), {})
+    pnw = types.ModuleType("slicer.parameterNodeWrapper")
+    pnw.parameterNodeWrapper = lambda cls: cls
+    return {"slicer.ScriptedLoadableModule": slm, "slicer.parameterNodeWrapper": pnw}
+
+
+@pytest.fixture
+def panel(monkeypatch: pytest.MonkeyPatch, runtime):  # noqa: ANN001, ANN201
+    """ExtremePointSeg.py's logic on a fresh headless scene (what get_runtime() returns in desktop Slicer)."""
+    import slicer
+
+    for name, module in _template_stand_ins().items():
+        if name not in sys.modules:
+            monkeypatch.setitem(sys.modules, name, module)
+            monkeypatch.setattr(slicer, name.split(".")[1], module, raising=False)
+    monkeypatch.setattr(slicer_runtime, "get_runtime", lambda: runtime)
+    spec = importlib.util.spec_from_file_location(
+        "ExtremePointSeg_under_test", ROOT / "ExtremePointSeg" / "ExtremePointSeg.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return SimpleNamespace(logic=module.ExtremePointSegLogic(), rt=runtime, scene=runtime.scene)
+
+
+def _centre(region: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """The voxel of ``region``'s largest component farthest from its border (the robot user's click)."""
+    labels, _count = ndimage.label(region, structure=np.ones((3, 3, 3)))
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    largest = labels == int(np.argmax(sizes))
+    dist = ndimage.distance_transform_edt(np.pad(largest, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    return np.asarray(np.unravel_index(int(np.argmax(dist)), dist.shape))
+
+
+def _six_point_segment(panel, image: Image, ref: np.ndarray, name: str = "tumour"):  # noqa: ANN001, ANN202
+    g = image.geometry
+    points, labels = extreme_points(ref, g)
+    volume = add_volume_node(panel.rt, image, "image")
+    six = add_points_node(panel.rt, points, labels, "six")
+    seg = add_segmentation_node(panel.rt, "segmentation", volume)
+    text = panel.logic.process(volume, six, seg, name)
+    segment_id = seg.GetSegmentation().GetSegmentIdBySegmentName(name)
+    assert text.startswith(f"Segment '{name}'") and segment_id
+    return volume, seg, segment_id
+
+
+def _place(panel, volume, seg, segment_id: str, ras: np.ndarray, positive: bool) -> str:  # noqa: ANN001
+    """What a click in the views does in add / remove mode: a point placed in the segment's list, then placeClick."""
+    add, remove = panel.logic.clickListNodes(seg, segment_id)
+    node = add if positive else remove
+    index = node.AddControlPoint(vtk.vtkVector3d(*np.asarray(ras, float).tolist()), "")
+    return panel.logic.placeClick(volume, seg, segment_id, node, index)
+
+
+def _tag(seg, segment_id: str) -> str | None:  # noqa: ANN001
+    value = vtk.reference("")
+    return str(value) if seg.GetSegmentation().GetSegment(segment_id).GetTag(CLICKS_TAG, value) else None
+
+
+def _state(panel, seg, segment_id: str, g) -> tuple:  # noqa: ANN001
+    """Everything a refused click must leave as it was."""
+    return (
+        panel.scene.GetNumberOfNodes(),
+        panel.scene.GetNumberOfUndoLevels(),
+        _tag(seg, segment_id),
+        segment_mask(seg, segment_id, g).tobytes(),
+    )
+
+
+# --- six clicks, then corrections --------------------------------------------------------------------------
+
+
+def test_six_clicks_then_an_add_and_a_remove_click_raise_dice(panel, pet) -> None:  # noqa: ANN001
+    """Six clicks on the lower 60 % of a PET sarcoma (the extent underestimated, what corrections are for), then
+    the robot user's add click and remove click. Measured: Dice 0.640 -> 0.742 -> 0.751 (the benchmark's numbers
+    for the algorithm are in docs/extreme_points.md)."""
+    image, ref = pet
+    g = image.geometry
+    cut = int(np.percentile(np.argwhere(ref)[:, 0], 60))
+    volume, seg, sid = _six_point_segment(panel, image, ref & (np.arange(ref.shape[0]) < cut)[:, None, None])
+    six = segment_mask(seg, sid, g)
+    scores = [dice(ref, six)]
+    # The robot user of the benchmark: the centre of the largest missed region (add), then of the largest false one.
+    add_at = g.index_to_ras(_centre(ref & ~six, g.array_spacing)[None])[0]
+    text = _place(panel, volume, seg, sid, add_at, True)
+    assert "after click 1 (1 add, 0 remove)" in text
+    after_add = segment_mask(seg, sid, g)
+    scores.append(dice(ref, after_add))
+    remove_at = g.index_to_ras(_centre(after_add & ~ref, g.array_spacing)[None])[0]
+    _place(panel, volume, seg, sid, remove_at, False)
+    scores.append(dice(ref, segment_mask(seg, sid, g)))
+    print("Dice six / +add / +remove:", " / ".join(f"{s:.3f}" for s in scores))
+    assert scores[1] > scores[0] + 0.05 and scores[2] > scores[1], scores
+    # The clicks are stored on the segment in order, with their signs, and the lists show them labelled by order.
+    clicks = stored_clicks(seg, sid)
+    assert [c.positive for c in clicks] == [True, False]
+    assert np.allclose([c.point for c in clicks], [add_at, remove_at])
+    add, remove = panel.logic.clickListNodes(seg, sid, create=False)
+    assert points_of_node(add)[1] == ["+1"] and points_of_node(remove)[1] == ["-2"]
+
+
+def test_each_click_is_one_undo_step_restoring_the_previous_mask_exactly(panel, sarcoma) -> None:  # noqa: ANN001
+    image, ref = sarcoma
+    g = image.geometry
+    volume, seg, sid = _six_point_segment(panel, image, ref)
+    masks = [segment_mask(seg, sid, g)]
+    levels = panel.scene.GetNumberOfUndoLevels()
+    for positive in (True, False):
+        region = (ref & ~masks[-1]) if positive else (masks[-1] & ~ref)
+        _place(panel, volume, seg, sid, g.index_to_ras(_centre(region, g.array_spacing)[None])[0], positive)
+        masks.append(segment_mask(seg, sid, g))
+        levels += 1
+        assert panel.scene.GetNumberOfUndoLevels() == levels  # one saveStateForUndo per click
+    assert not np.array_equal(masks[1], masks[0]) and not np.array_equal(masks[2], masks[1])
+    clicks = stored_clicks(seg, sid)
+    add, remove = panel.logic.clickListNodes(seg, sid, create=False)
+
+    # Ctrl+Z: the last click only, voxel for voxel, and its stored click; the lists follow the segment's clicks.
+    assert panel.logic.undo(panel.scene)
+    assert np.array_equal(segment_mask(seg, sid, g), masks[1])
+    assert stored_clicks(seg, sid) == clicks[:1]
+    assert panel.logic.showClicks(seg, sid, add, remove) == 1
+    assert len(points_of_node(add)[0]) == 1 and len(points_of_node(remove)[0]) == 0
+    assert panel.logic.undo(panel.scene)
+    assert np.array_equal(segment_mask(seg, sid, g), masks[0])  # the six points' segment, not no segment
+    assert stored_clicks(seg, sid) == [] and _tag(seg, sid) is None
+    # Ctrl+Y re-applies them, one at a time.
+    assert panel.logic.redo(panel.scene)
+    assert np.array_equal(segment_mask(seg, sid, g), masks[1]) and stored_clicks(seg, sid) == clicks[:1]
+    assert panel.logic.redo(panel.scene)
+    assert np.array_equal(segment_mask(seg, sid, g), masks[2]) and stored_clicks(seg, sid) == clicks
+    assert not panel.logic.redo(panel.scene)
+
+    # A click after an undo continues from the restored state (the series recognises it) and drops the redo.
+    panel.logic.undo(panel.scene)
+    other = g.index_to_ras(_centre(masks[1] & ~ref, g.array_spacing)[None])[0] + 0.0
+    text = _place(panel, volume, seg, sid, other, False)
+    assert "start again" not in text
+    assert stored_clicks(seg, sid) == [clicks[0], Click.make(other, False)]
+    assert panel.scene.GetNumberOfRedoLevels() == 0
+
+    # Apply again: the segment is the six points' alone, its clicks dropped, in one undo step that brings them back.
+    stored = stored_clicks(seg, sid)
+    now = segment_mask(seg, sid, g)
+    six_node = panel.scene.GetFirstNodeByName("six")
+    panel.logic.process(volume, six_node, seg, "tumour")
+    assert np.array_equal(segment_mask(seg, sid, g), masks[0]) and _tag(seg, sid) is None
+    panel.logic.undo(panel.scene)
+    assert np.array_equal(segment_mask(seg, sid, g), now) and stored_clicks(seg, sid) == stored
+
+
+def test_any_segment_is_refined_a_painted_one_and_a_box(panel, pet) -> None:  # noqa: ANN001
+    """A segment the panel did not make (painted by hand, a box, a model's prediction) is corrected as it is."""
+    image, ref = pet
+    g = image.geometry
+    volume = add_volume_node(panel.rt, image, "pet")
+    seg = add_segmentation_node(panel.rt, "segmentation", volume)
+    # Painted: the lesion with its upper part missed.
+    k = np.argwhere(ref)[:, 0]
+    painted = ref & (np.arange(ref.shape[0]) < int(np.median(k)))[:, None, None]
+    paint_id = set_segment_mask(panel.rt, seg, painted, g, "painted")
+    # A box: the lesion's bounding box, far too much around it.
+    lo, hi = np.argwhere(ref).min(axis=0), np.argwhere(ref).max(axis=0) + 1
+    box = np.zeros_like(ref)
+    box[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = True
+    box_id = set_segment_mask(panel.rt, seg, box, g, "box")
+
+    missed = g.index_to_ras(_centre(ref & ~painted, g.array_spacing)[None])[0]
+    _place(panel, volume, seg, paint_id, missed, True)
+    grown = segment_mask(seg, paint_id, g)
+    false = g.index_to_ras(_centre(box & ~ref, g.array_spacing)[None])[0]
+    _place(panel, volume, seg, box_id, false, False)
+    shrunk = segment_mask(seg, box_id, g)
+    print(f"painted {dice(ref, painted):.3f} -> {dice(ref, grown):.3f}", end="; ")
+    print(f"box {dice(ref, box):.3f} -> {dice(ref, shrunk):.3f}")
+    assert dice(ref, grown) > dice(ref, painted) + 0.05
+    assert dice(ref, shrunk) > dice(ref, box)
+    # Each segment keeps its own clicks; the other is not touched by them.
+    assert [c.positive for c in stored_clicks(seg, paint_id)] == [True]
+    assert [c.positive for c in stored_clicks(seg, box_id)] == [False]
+    # Painted again by hand after its click: the next click starts a new series from the segment as it is now.
+    repainted = grown.copy()
+    repainted[tuple(np.argwhere(grown)[0])] = False
+    set_segment_mask(panel.rt, seg, repainted, g, "painted")
+    text = _place(panel, volume, seg, paint_id, missed, True)
+    assert "start again" in text and len(stored_clicks(seg, paint_id)) == 1
+
+
+# --- bad input ---------------------------------------------------------------------------------------------
+
+
+def test_a_click_outside_the_image_is_refused_and_nothing_changes(panel, pet) -> None:  # noqa: ANN001
+    image, ref = pet
+    g = image.geometry
+    volume, seg, sid = _six_point_segment(panel, image, ref)
+    outside = g.index_to_ras(np.array([[0, 0, 0]]))[0] - 50.0 * g.direction[:, 0]
+    add, _remove = panel.logic.clickListNodes(seg, sid)
+    before = _state(panel, seg, sid, g)
+    with pytest.raises(InputError, match=r"The click at RAS .* is outside the image 'image': click on the image"):
+        _place(panel, volume, seg, sid, outside, True)
+    assert _state(panel, seg, sid, g) == before
+    assert add.GetNumberOfControlPoints() == 0  # the refused point is taken out of the list again
+
+
+def test_a_positive_click_beyond_the_six_points_box_grows_the_segment(panel, pet) -> None:  # noqa: ANN001
+    """Allowed: the user is right, the region grows beyond the box of the six points."""
+    image, ref = pet
+    g = image.geometry
+    cut = int(np.median(np.argwhere(ref)[:, 0]))
+    lower = ref & (np.arange(ref.shape[0]) < cut)[:, None, None]
+    volume, seg, sid = _six_point_segment(panel, image, lower)
+    six = segment_mask(seg, sid, g)
+    top = g.ras_to_index(extreme_points(lower, g)[0])[:, 0].max()
+    upper = np.argwhere(ref & (np.arange(ref.shape[0]) >= cut + 2)[:, None, None])
+    target = upper[len(upper) // 2]
+    assert target[0] > top
+    _place(panel, volume, seg, sid, g.index_to_ras(target[None])[0], True)
+    grown = segment_mask(seg, sid, g)
+    beyond = (np.arange(ref.shape[0]) > top)[:, None, None]
+    assert grown[tuple(target)] and not six[tuple(target)]
+    assert int((grown & beyond).sum()) > 10 * int((six & beyond).sum() + 1)
+    assert dice(ref, grown) > dice(ref, six) + 0.05
+
+
+def test_a_negative_click_on_the_only_foreground_and_an_empty_segment_are_refused(panel, pet) -> None:  # noqa: ANN001
+    image, ref = pet
+    g = image.geometry
+    volume = add_volume_node(panel.rt, image, "pet")
+    seg = add_segmentation_node(panel.rt, "segmentation", volume)
+    centre = np.argwhere(ref).mean(axis=0).round().astype(int)
+    dot = np.zeros_like(ref)
+    dot[tuple(centre)] = True
+    dot_id = set_segment_mask(panel.rt, seg, dot, g, "dot")
+    empty_id = set_segment_mask(panel.rt, seg, np.zeros_like(ref), g, "empty")
+    at = g.index_to_ras(centre[None])[0]
+    for sid, message in (
+        (dot_id, "cover all of the segment's foreground"),
+        (empty_id, "segment is empty and there is no positive click"),
+    ):
+        before = _state(panel, seg, sid, g)
+        with pytest.raises(InputError, match=message):
+            _place(panel, volume, seg, sid, at, False)
+        assert _state(panel, seg, sid, g)[2:] == before[2:]  # the segment and its clicks as they were
+        assert panel.scene.GetNumberOfUndoLevels() == before[1]
+        _add, remove = panel.logic.clickListNodes(seg, sid)
+        assert remove.GetNumberOfControlPoints() == 0
+    # A positive click makes the empty segment something; then a negative one elsewhere is fine.
+    _place(panel, volume, seg, empty_id, at, True)
+    assert segment_mask(seg, empty_id, g)[tuple(centre)]
+
+
+def test_no_segment_or_no_volume_says_what_to_select(panel, pet) -> None:  # noqa: ANN001
+    image, _ref = pet
+    volume = add_volume_node(panel.rt, image, "pet")
+    seg = add_segmentation_node(panel.rt, "segmentation", volume)
+    at = image.geometry.index_to_ras(np.array([[5, 5, 5]]))[0]
+    with pytest.raises(InputError, match="Select the segment to refine"):
+        panel.logic.addCorrectiveClick(volume, seg, "", at, True)
+    with pytest.raises(InputError, match="Select the segment to refine"):
+        panel.logic.addCorrectiveClick(volume, seg, "no such segment", at, True)
+    with pytest.raises(InputError, match="Select an input volume"):
+        panel.logic.addCorrectiveClick(None, seg, "x", at, True)
+    with pytest.raises(InputError, match="Select the segmentation"):
+        panel.logic.addCorrectiveClick(volume, None, "x", at, True)
+    assert panel.scene.GetNumberOfUndoLevels() == 0 and not panel.scene.GetUndoFlag()
