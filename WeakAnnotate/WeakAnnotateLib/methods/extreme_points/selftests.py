@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from scipy import ndimage
 
 from ...core.errors import InputError
 from ...evaluation import simulate
@@ -13,6 +14,7 @@ from ...evaluation.metrics import dice
 from ...evaluation.selftest_support import check, display_nodes, sample
 from ...scene.mrml_adapter import add_points_node, add_volume_node, points_of_node, segment_mask
 from ...scene.slicer_runtime import SlicerRuntime
+from .corrective import Click, correct_from_nodes, stored_clicks
 from .segmenter import segment_from_nodes, stored_extreme_points
 
 
@@ -55,4 +57,52 @@ def test_extreme_point_segmentation_on_nodes(rt: SlicerRuntime) -> None:
     check(rt.scene.GetNumberOfNodes() == before + 1 + len(display_nodes(five)), "a failed run changed the scene")
 
 
-SELFTESTS: list[Callable[[SlicerRuntime], None]] = [test_extreme_points_node, test_extreme_point_segmentation_on_nodes]
+def test_corrective_click_is_one_undo_step(rt: SlicerRuntime) -> None:
+    """The panel's corrections on nodes: a click at the worst error updates the segment and is stored on it; the
+    scene's undo takes back that one click voxel for voxel (the six points' segment stays), redo applies it again."""
+    image, mask = sample()
+    g = image.geometry
+    volume = add_volume_node(rt, image, "sample")
+    points, labels = simulate.extreme_points(mask, g)
+    segmentation = rt.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "corrected")
+    segment_id, _result = segment_from_nodes(rt, volume, add_points_node(rt, points, labels, "six"), segmentation, "t")
+    six = segment_mask(segmentation, segment_id, g)
+    missed, false = mask & ~six, six & ~mask
+    if (missed | false).any():  # the robot user: the larger error, at its deepest voxel
+        positive = bool(missed.sum() >= false.sum())
+        error = missed if positive else false
+    else:  # a perfect segment: a negative click inside it
+        positive, error = False, six
+    deepest = ndimage.distance_transform_edt(np.pad(error, 1), sampling=g.array_spacing)[1:-1, 1:-1, 1:-1]
+    at = np.asarray(np.unravel_index(int(np.argmax(deepest)), deepest.shape))
+    click = Click.make(g.index_to_ras(at[None])[0], positive)
+    scene = rt.scene
+    was_on = scene.GetUndoFlag()
+    scene.SetUndoOn()
+    segmentation.SetUndoEnabled(True)
+    try:
+        levels = scene.GetNumberOfUndoLevels()
+        _sid, result, _session = correct_from_nodes(rt, volume, segmentation, segment_id, [click])
+        check(scene.GetNumberOfUndoLevels() == levels + 1, "a corrective click is not exactly one undo step")
+        corrected = segment_mask(segmentation, segment_id, g)
+        check(
+            np.array_equal(corrected, result.mask) and not np.array_equal(corrected, six), "the click changed nothing"
+        )
+        check(stored_clicks(segmentation, segment_id) == [click], "the click was not stored on the segment")
+        scene.Undo()
+        check(np.array_equal(segment_mask(segmentation, segment_id, g), six), "undo did not restore the segment")
+        check(stored_clicks(segmentation, segment_id) == [], "undo left the click stored")
+        scene.Redo()
+        check(np.array_equal(segment_mask(segmentation, segment_id, g), corrected), "redo did not re-apply the click")
+    finally:
+        segmentation.SetUndoEnabled(False)
+        scene.ClearUndoStack()
+        scene.ClearRedoStack()
+        scene.SetUndoFlag(was_on)
+
+
+SELFTESTS: list[Callable[[SlicerRuntime], None]] = [
+    test_extreme_points_node,
+    test_extreme_point_segmentation_on_nodes,
+    test_corrective_click_is_one_undo_step,
+]
