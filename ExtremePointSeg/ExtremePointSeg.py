@@ -103,6 +103,7 @@ class ExtremePointSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._clickListObservations = []  # (point list, observer tag) of the refined segment's click lists
         self._pendingClickList = None  # the click list a point was just placed in (handled once placing is over)
         self._switchingMode = False
+        self._refinedSegmentId = ""
         self._shortcuts = []
 
     def setup(self) -> None:
@@ -145,6 +146,8 @@ class ExtremePointSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndRedoEvent, self.onUndoRedo)
         interactionNode = slicer.app.applicationLogic().GetInteractionNode()
         self.addObserver(interactionNode, interactionNode.InteractionModeChangedEvent, self.onInteractionModeChanged)
+        selectionNode = slicer.app.applicationLogic().GetSelectionNode()
+        self.addObserver(selectionNode, selectionNode.ActivePlaceNodeIDChangedEvent, self.onInteractionModeChanged)
 
         self.initializeParameterNode()
 
@@ -264,6 +267,11 @@ class ExtremePointSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return segmentation, segmentId or ""
 
     def onRefineSegmentChanged(self, segmentId) -> None:
+        # The selector may announce the same segment again when the segmentation changes (after each click).
+        if (segmentId or "") == self._refinedSegmentId:
+            self._updateCorrections()
+            return
+        self._refinedSegmentId = segmentId or ""
         self._setClickMode(None)
         if self._parameterNode and self._parameterNode.refineSegmentId != (segmentId or ""):
             self._parameterNode.refineSegmentId = segmentId or ""
@@ -316,17 +324,29 @@ class ExtremePointSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if button.enabled:
             button.checked = not button.checked
 
+    def _placingClicks(self) -> bool:
+        """Whether the views are placing points into the refined segment's click lists now."""
+        appLogic = slicer.app.applicationLogic()
+        interaction = appLogic.GetInteractionNode()
+        ours = {node.GetID() for node, _tag in self._clickListObservations}
+        placing = interaction.GetCurrentInteractionMode() == interaction.Place
+        return placing and appLogic.GetSelectionNode().GetActivePlaceNodeID() in ours
+
+    def _releaseClickButtons(self) -> None:
+        for button in (self.ui.addClickButton, self.ui.removeClickButton):
+            button.blockSignals(True)
+            button.checked = False
+            button.blockSignals(False)
+
     def _setClickMode(self, pointsNode) -> None:
-        """Persistent place mode into ``pointsNode``; None: back to the view mode and both buttons up."""
+        """Persistent place mode into ``pointsNode``; None: both buttons up, and the views back to their normal
+        mode if they were placing clicks (another module's place mode is left alone)."""
         interaction = slicer.app.applicationLogic().GetInteractionNode()
         self._switchingMode = True
         try:
             if pointsNode is None:
-                for button in (self.ui.addClickButton, self.ui.removeClickButton):
-                    button.blockSignals(True)
-                    button.checked = False
-                    button.blockSignals(False)
-                if interaction.GetCurrentInteractionMode() == interaction.Place and self._clickListObservations:
+                self._releaseClickButtons()
+                if self._placingClicks():
                     interaction.SwitchToViewTransformMode()
                 return
             selection = slicer.app.applicationLogic().GetSelectionNode()
@@ -338,10 +358,11 @@ class ExtremePointSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._switchingMode = False
 
     def onInteractionModeChanged(self, caller, event) -> None:
-        """Right-click or Esc in a view (or another tool) ended place mode: the mode buttons follow."""
-        if self._switchingMode or caller.GetCurrentInteractionMode() == caller.Place:
+        """Right-click or Esc in a view ended place mode, or another tool places its own points: the mode
+        buttons follow."""
+        if self._switchingMode or self._placingClicks():
             return
-        self._setClickMode(None)
+        self._releaseClickButtons()
 
     def onClickPlaced(self, caller, event) -> None:
         # Handled once the markups widget has finished placing the point (the event comes while it places it).
@@ -720,7 +741,8 @@ class ExtremePointSegLogic(ScriptedLoadableModuleLogic):
             node.RemoveAllControlPoints()
             for n, click in enumerate(clicks):
                 if click.positive == positive:
-                    node.AddControlPoint(vtk.vtkVector3d(*click.point), _clickLabel(n, positive))
+                    index = node.AddControlPoint(vtk.vtkVector3d(*click.point), _clickLabel(n, positive))
+                    node.SetNthControlPointLocked(index, True)  # moving it would not move the click
             node.EndModify(wasModifying)
         return len(clicks)
 
@@ -752,6 +774,7 @@ class ExtremePointSegLogic(ScriptedLoadableModuleLogic):
         pointsNode.SetNthControlPointLabel(
             index, _clickLabel(len(self.correctiveClicks(segmentationNode, segmentId)) - 1, positive)
         )
+        pointsNode.SetNthControlPointLocked(index, True)  # moving it would not move the click: undo takes it back
         return text
 
     def showProbability(self, inputVolume, result, show: bool, segmentName: str) -> None:

@@ -179,6 +179,11 @@ def test_six_clicks_then_an_add_and_a_remove_click_raise_dice(panel, sarcoma) ->
     assert [c.positive for c in stored_clicks(seg, sid)] == [False, True]
     add, remove = panel.logic.clickListNodes(seg, sid, create=False)
     assert points_of_node(add)[1] == ["+2"] and points_of_node(remove)[1] == ["-1"]
+    assert add.GetNthControlPointLocked(0) and remove.GetNthControlPointLocked(0)  # a click is not dragged away
+    # The widget finds the point just placed: the last defined one that is not yet a labelled click.
+    assert panel.logic.placedClickIndex(add) is None
+    index = add.AddControlPoint(vtk.vtkVector3d(0.0, 0.0, 0.0), "tumour add clicks-3")
+    assert panel.logic.placedClickIndex(add) == index
 
 
 def test_each_click_is_one_undo_step_restoring_the_previous_mask_exactly(panel, sarcoma) -> None:  # noqa: ANN001
