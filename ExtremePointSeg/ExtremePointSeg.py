@@ -484,6 +484,7 @@ class ExtremePointSegLogic(ScriptedLoadableModuleLogic):
         # CorrectionSession (base segment, warm start) and the digest of the mask after each prefix of its clicks,
         # so that a segment the scene's undo brought back to an earlier click is recognised as such.
         self._series: dict = {}
+        self.lastCorrection = None  # the CorrectionResult of the last click (its diagnostics: timings, warm start)
 
     def getParameterNode(self):
         return ExtremePointSegParameterNode(super().getParameterNode())
@@ -677,6 +678,7 @@ class ExtremePointSegLogic(ScriptedLoadableModuleLogic):
             series = {"session": session, "states": {(): _maskDigest(session.base)}}
         series["states"][tuple(clicks)] = _maskDigest(result.mask)
         self._series[key] = series
+        self.lastCorrection = result
         seconds = time.perf_counter() - start
         voxelMl = float(geometry.spacing.prod()) / 1000.0
         name = segmentationNode.GetSegmentation().GetSegment(segmentId).GetName()

@@ -196,6 +196,8 @@ def test_each_click_is_one_undo_step_restoring_the_previous_mask_exactly(panel, 
         region = (ref & ~masks[-1]) if positive else (masks[-1] & ~ref)
         _place(panel, volume, seg, sid, g.index_to_ras(_centre(region, g.array_spacing)[None])[0], positive)
         masks.append(segment_mask(seg, sid, g))
+        # The series started at Apply: the first click is solved cold, the next warm from the previous solution.
+        assert panel.logic.lastCorrection.diagnostics["warm_start"] == (not positive)
         levels += 1
         assert panel.scene.GetNumberOfUndoLevels() == levels  # one saveStateForUndo per click
     assert not np.array_equal(masks[1], masks[0]) and not np.array_equal(masks[2], masks[1])
