@@ -389,11 +389,11 @@ class ExtremePointSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateCorrections()
 
     def onUndoClick(self) -> None:
-        if not self.logic.undo(slicer.mrmlScene):
+        if not self.logic.undo(slicer.mrmlScene, self._refineTarget()[0]):
             self.ui.statusLabel.text = _("Nothing to undo.")
 
     def onRedoClick(self) -> None:
-        if not self.logic.redo(slicer.mrmlScene):
+        if not self.logic.redo(slicer.mrmlScene, self._refineTarget()[0]):
             self.ui.statusLabel.text = _("Nothing to redo.")
 
     def onUndoRedo(self, caller, event) -> None:
@@ -582,21 +582,30 @@ class ExtremePointSegLogic(ScriptedLoadableModuleLogic):
             if not node.GetUndoEnabled():
                 node.SetUndoEnabled(True)
 
-    def undo(self, scene=None) -> bool:
-        """Take back the last undoable action (a click); False when there is none."""
-        scene = scene or slicer.mrmlScene
-        if not scene.GetNumberOfUndoLevels():
-            return False
-        scene.Undo()
-        return True
+    def undo(self, scene=None, segmentationNode=None) -> bool:
+        """Take back the last undoable action (a click); False when there was none.
 
-    def redo(self, scene=None) -> bool:
-        """Re-apply the last action taken back; False when there is none."""
+        With ``segmentationNode``: the last action that changed it. Once the scene's undo is on, Slicer's views
+        save undo states of their own (a slice view's pan, a point jumped to); those change nothing in the
+        segmentation and are passed over, so that one Ctrl+Z is one click.
+        """
+        return self._undoOrRedo(scene, segmentationNode, redo=False)
+
+    def redo(self, scene=None, segmentationNode=None) -> bool:
+        """Re-apply the last action taken back (with ``segmentationNode``: the next one that changes it)."""
+        return self._undoOrRedo(scene, segmentationNode, redo=True)
+
+    def _undoOrRedo(self, scene, segmentationNode, redo: bool) -> bool:
         scene = scene or slicer.mrmlScene
-        if not scene.GetNumberOfRedoLevels():
+        levels = scene.GetNumberOfRedoLevels if redo else scene.GetNumberOfUndoLevels
+        if not levels():
             return False
-        scene.Redo()
-        return True
+        before = _segmentationState(segmentationNode)
+        while levels():
+            scene.Redo() if redo else scene.Undo()
+            if segmentationNode is None or _segmentationState(segmentationNode) != before:
+                return True
+        return False  # only states that changed nothing in the segmentation
 
     def correctiveClicks(self, segmentationNode, segmentId: str) -> list:
         """The corrective clicks stored on the segment (``Click`` objects: ``point`` RAS, ``positive``), in order."""
@@ -822,6 +831,30 @@ def _maskDigest(mask) -> str:
     import numpy as np
 
     return f"{mask.shape}:" + hashlib.sha1(np.packbits(np.asarray(mask, bool)).tobytes()).hexdigest()
+
+
+def _segmentationState(segmentationNode):
+    """What a segmentation shows, per segment: its name, its clicks tag and a hash of its voxels (None: no node)."""
+    if segmentationNode is None:
+        return None
+    import hashlib
+
+    import vtk
+    from vtk.util import numpy_support
+
+    segmentation = segmentationNode.GetSegmentation()
+    state = []
+    for n in range(segmentation.GetNumberOfSegments()):
+        segmentId = segmentation.GetNthSegmentID(n)
+        segment = segmentation.GetSegment(segmentId)
+        tag = vtk.reference("")
+        segment.GetTag("WeakAnnotate.CorrectiveClicks", tag)
+        labelmap = slicer.vtkOrientedImageData()
+        segmentationNode.GetBinaryLabelmapRepresentation(segmentId, labelmap)
+        scalars = labelmap.GetPointData().GetScalars()
+        voxels = numpy_support.vtk_to_numpy(scalars).tobytes() if scalars is not None else b""
+        state.append((segmentId, segment.GetName(), str(tag), labelmap.GetExtent(), hashlib.sha1(voxels).hexdigest()))
+    return state
 
 
 def _clickLabel(n: int, positive: bool) -> str:
