@@ -74,7 +74,7 @@ def run_case(data: Path, case: str, n_clicks: int) -> dict:
     )
     from WeakAnnotateLib.scene.slicer_runtime import new_headless_runtime
 
-    image_rel, mask_rel, _padding = CASES[case]  # 20 mm for the chosen cases: the panel's default
+    image_rel, mask_rel = CASES[case][:2]  # the panel's Apply pads by its default (20 mm), as does the peer
     image = read_image(data / image_rel)
     ref = read_image(data / mask_rel).array != 0
     g = image.geometry
