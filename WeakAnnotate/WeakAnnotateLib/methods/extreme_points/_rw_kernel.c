@@ -33,8 +33,8 @@
  * that insist on exporting it (MSVC); importing the file raises an error instead of loading it. */
 EXPORT void *PyInit__rw_kernel(void) { return NULL; }
 
-/* 2: rw_cg_list (CG over a list of unknowns) and geo_sweeps (geodesic distance). */
-EXPORT int rw_kernel_version(void) { return 2; }
+/* 2: rw_cg_list (CG over a list of unknowns) and geo_sweeps (geodesic distance); 3: rw_list_setup. */
+EXPORT int rw_kernel_version(void) { return 3; }
 
 /* Below this many voxels a parallel region costs more than it saves (a PET lesion's box: ~10k voxels). */
 #define PAR_MIN 65536
@@ -283,6 +283,53 @@ EXPORT int rw_cg_list(int64_t n, const int32_t *nbr, const float *w, const float
     }
     *res_out = res;
     return it;
+}
+
+/* The list system of rw_cg_list from the image (unpadded, nz*ny*nx), the list index of every voxel (-1: fixed),
+ * the flat position of each of the n unknowns and the fixed values: neighbour lists, weights
+ * exp(scale_axis * dI^2) + eps, diag = degree + gamma and b = sum of weights times fixed neighbours' values
+ * (+ gamma * prior, when prior is not NULL: n values, one per unknown). Neighbour order: +k, -k, +j, -j, +i, -i. */
+EXPORT void rw_list_setup(int64_t nz, int64_t ny, int64_t nx, const float *image, const int32_t *index,
+                          const int64_t *flat, int64_t n, const float *fixed, float scale_z, float scale_y,
+                          float scale_x, float eps, float gamma, const float *prior, int32_t *nbr, float *w,
+                          float *diag, float *b) {
+    const int64_t sz = ny * nx, sy = nx;
+    (void)flat;
+    (void)n;
+    /* Raster order over the grid (no divisions); the list is in raster order, as numpy's flatnonzero. */
+#pragma omp parallel for schedule(static) if (nz * sz > PAR_MIN)
+    for (int64_t k = 0; k < nz; k++) {
+        for (int64_t j = 0; j < ny; j++) {
+            for (int64_t i = 0; i < nx; i++) {
+                const int64_t v = k * sz + j * sy + i;
+                const int32_t u = index[v];
+                if (u < 0) continue;
+                const int ok[6] = {k + 1 < nz, k > 0, j + 1 < ny, j > 0, i + 1 < nx, i > 0};
+                const int64_t off[6] = {sz, -sz, sy, -sy, 1, -1};
+                const float sc[6] = {scale_z, scale_z, scale_y, scale_y, scale_x, scale_x};
+                const float iv = image[v];
+                float deg = gamma, rhs = prior != NULL ? gamma * prior[u] : 0.0f;
+                for (int q = 0; q < 6; q++) {
+                    nbr[6 * (int64_t)u + q] = -1;
+                    w[6 * (int64_t)u + q] = 0.0f;
+                    if (!ok[q]) continue;
+                    const int64_t m = v + off[q];
+                    const float d = image[m] - iv;
+                    const float wq = expf(sc[q] * d * d) + eps;
+                    deg += wq;
+                    const int32_t im = index[m];
+                    if (im >= 0) {
+                        nbr[6 * (int64_t)u + q] = im;
+                        w[6 * (int64_t)u + q] = wq;
+                    } else {
+                        rhs += wq * fixed[m];
+                    }
+                }
+                diag[u] = deg;
+                b[u] = rhs;
+            }
+        }
+    }
 }
 
 /* ---- geodesic distance by axis sweeps --------------------------------------------------------------------

@@ -90,6 +90,10 @@ class CorrectionParams:
     prior_bins: int = 32
     tol: float = 1e-3
     local: bool = True  # re-solve the segment's band only within the clicks' reach (False: everywhere)
+    # Above this many voxels in the segment's box (an organ) the region solved is the clicks' reach alone, with the
+    # intensity model from the segment's shells there; below it the whole box, so the model sees the whole segment
+    # (with the reach alone the brain lesion's robot curve fell from 0.745 to 0.657 at ten clicks).
+    local_region_voxels: int = 2_000_000
 
 
 @dataclass
@@ -190,22 +194,33 @@ def correct_segment(
             )
         influence.append(reach + p.band_mm)
 
-    # The region solved: the segment's box grown by the band, and every click's influence ball.
+    # The region solved: the clicks' reach (the segment's band is re-solved only there), grown so that the band's
+    # erosion is exact inside it; the segment's box grown by the band too unless that box is organ-sized (or there
+    # are no clicks, or ``local`` is off).
+    def grown(lo: np.ndarray, hi: np.ndarray, by: np.ndarray) -> tuple[slice, ...]:
+        a, b = np.maximum(lo - by, 0), np.minimum(hi + by, shape - 1)
+        return tuple(slice(int(x), int(y) + 1) for x, y in zip(a, b, strict=True))
+
     boxes = []
+    segment_box, organ = None, False
     if base.any():
         k = [np.flatnonzero(base.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
-        boxes.append((np.array([v[0] for v in k]) - band - 2, np.array([v[-1] for v in k]) + band + 2))
+        seg_lo, seg_hi = np.array([v[0] for v in k]), np.array([v[-1] for v in k])
+        segment_box = grown(seg_lo, seg_hi, band + 2)
+        organ = int(np.prod([x.stop - x.start for x in segment_box])) > p.local_region_voxels
+        if not (p.local and clicks and organ):
+            boxes.append((seg_lo - band - 2, seg_hi + band + 2))
     for idx, reach in zip(index, influence, strict=True):
-        r = radius_voxels(reach, spacing)
-        boxes.append((idx - r - 1, idx + r + 1))
+        r = radius_voxels(reach, spacing) + (2 * band + 2 if organ else 1)
+        boxes.append((idx - r, idx + r))
     r0 = np.maximum(np.min([b[0] for b in boxes], axis=0), 0)
     r1 = np.minimum(np.max([b[1] for b in boxes], axis=0), shape - 1)
     region = tuple(slice(int(a), int(b) + 1) for a, b in zip(r0, r1, strict=True))
     rshape = tuple(int(b - a + 1) for a, b in zip(r0, r1, strict=True))
     local = index - r0
 
-    if intensity_range is None:
-        intensity_range = percentile_range(array[region])
+    if intensity_range is None:  # an organ's own box, so that the scaling does not follow the clicks
+        intensity_range = percentile_range(array[segment_box if organ else region])
     image = normalise_intensities(array[region], intensity_range)
     b = base[region]
     inner = erode(b, band)

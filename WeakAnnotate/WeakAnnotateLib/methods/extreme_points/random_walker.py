@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ...core.errors import InputError
+from .band import dilate, erode
 
 UNKNOWN, FOREGROUND, BACKGROUND = 0, 1, 2
 _EPS = 1e-10
@@ -137,8 +138,10 @@ def _coarse_solution(
     prior: np.ndarray | None,
     prior_weight: float,
     backend: str,
+    any_seed: bool = False,
 ) -> np.ndarray:
-    """The solve on a 2× coarser grid (2×2×2 means; a block is a seed only if all its voxels agree), upsampled."""
+    """The solve on a 2× coarser grid (2×2×2 means; a block is a seed only if all its voxels agree, or with
+    ``any_seed`` if its seeds agree), upsampled."""
     shape = np.asarray(image.shape)
     even = tuple(slice(0, int(n - n % 2)) for n in shape)
     cshape = tuple(int(n // 2) for n in shape)
@@ -148,9 +151,15 @@ def _coarse_solution(
 
     coarse_image = blocks(image.astype(np.float32)).mean(axis=(1, 3, 5))
     b = blocks(seeds)
-    first = b[:, :1, :, :1, :, :1]
-    agree = np.all(b == first, axis=(1, 3, 5))
-    coarse_seeds = np.where(agree, first[:, 0, :, 0, :, 0], UNKNOWN).astype(np.int8)
+    if any_seed:  # a block with seeds of one label only is that seed (thin seed layers survive)
+        has_fg = np.any(b == FOREGROUND, axis=(1, 3, 5))
+        has_bg = np.any(b == BACKGROUND, axis=(1, 3, 5))
+        coarse_seeds = np.where(has_fg & ~has_bg, FOREGROUND, np.where(has_bg & ~has_fg, BACKGROUND, UNKNOWN))
+        coarse_seeds = coarse_seeds.astype(np.int8)
+    else:
+        first = b[:, :1, :, :1, :, :1]
+        agree = np.all(b == first, axis=(1, 3, 5))
+        coarse_seeds = np.where(agree, first[:, 0, :, 0, :, 0], UNKNOWN).astype(np.int8)
     coarse = np.full(image.shape, 0.5, np.float32)
     if not ((coarse_seeds == FOREGROUND).any() and (coarse_seeds == BACKGROUND).any()):
         return coarse
@@ -188,6 +197,7 @@ def check_seeds(seeds: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray:
 _F32 = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
 _U8 = np.ctypeslib.ndpointer(np.uint8, flags="C_CONTIGUOUS")
 _I32P = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
+_I64P = np.ctypeslib.ndpointer(np.int64, flags="C_CONTIGUOUS")
 _I64, _F, _D = ctypes.c_int64, ctypes.c_float, ctypes.c_double
 
 
@@ -239,6 +249,12 @@ def _kernel() -> ctypes.CDLL | None:
             lib.rw_cg_list.restype = ctypes.c_int
             lib.geo_sweeps.argtypes = [_I64, _I64, _I64, _F32, _F, _F, _F, _F, _F, _F32, ctypes.c_int]
             lib.geo_sweeps.restype = None
+        if lib.rw_kernel_version() >= 3:
+            lib.rw_list_setup.argtypes = [
+                *(_I64, _I64, _I64, _F32, _I32P, _I64P, _I64, _F32, _F, _F, _F, _F, _F),
+                *(ctypes.c_void_p, _I32P, _F32, _F32, _F32),
+            ]
+            lib.rw_list_setup.restype = None
         return lib
     return None
 
@@ -402,6 +418,8 @@ def random_walker(
     prior: np.ndarray | None = None,
     prior_weight: float = 0.0,
     backend: str = "auto",
+    band_above: int = 0,
+    band_width: int = 3,
 ) -> RandomWalkerResult:
     """Foreground probability of every voxel given ``seeds`` (0 unknown, 1 foreground, 2 background).
 
@@ -418,6 +436,11 @@ def random_walker(
     error, which the residual sees least. Measured on the 2.7 M-unknown organ box (docs/extreme_points.md):
     at tol 1e-3 the mask from the coarse start had Dice 0.9895 with the tol-1e-6 solution (scikit-image from
     x = 0: 0.9942); with the scaled tol (3.1e-4) 0.9974, for 26 % more iterations (188 vs 149).
+
+    Above ``band_above`` unknowns (0 = never) and without ``x0``, only the coarse grid is solved everywhere: the
+    full resolution is solved within ``band_width`` voxels of the coarse answer's boundary (P = 0.5), with the
+    coarse values fixed elsewhere (:func:`solve_unknowns`, whose cost follows the unknowns). On an organ's box
+    most unknowns are far from the boundary, where the coarse answer is the answer.
     """
     image = np.asarray(image)
     if image.ndim != 3:
@@ -439,6 +462,23 @@ def random_walker(
     box = _unknown_box(unknown_full)
     unknown = unknown_full[box]
     shape = unknown.shape
+    if x0 is None and band_above and n_unknown > band_above and min(shape) >= 8:
+        coarse = _coarse_solution(
+            image[box], seeds[box], beta, tol, spacing, std, prior, prior_weight, chosen, any_seed=True
+        )
+        inside = coarse > 0.5
+        r = np.full(3, band_width)
+        uncertain = dilate(inside, r) & ~erode(inside, r) & unknown
+        fixed = np.where(unknown & ~uncertain, coarse, full[box])
+        sub_prior = None if prior is None else np.asarray(prior, np.float32)[box]
+        result = solve_unknowns(
+            image[box], uncertain, fixed, beta=beta, tol=tol, spacing=spacing, x0=fixed, intensity_std=std,
+            max_iter=max_iter, tol_size=tol_size, prior=sub_prior, prior_weight=prior_weight, backend=chosen,
+        )  # fmt: skip
+        full[box] = result.probability
+        return RandomWalkerResult(
+            full, result.iterations, result.converged, result.relative_residual, n_unknown, shape, result.backend
+        )
     if x0 is None and coarse_to_fine and n_unknown > coarse_to_fine and min(shape) >= 8:
         x0 = np.zeros(image.shape, np.float32)
         x0[box] = _coarse_solution(image[box], seeds[box], beta, tol, spacing, std, prior, prior_weight, chosen)
@@ -476,12 +516,30 @@ def _list_system(
     scales: np.ndarray,
     gamma: float,
     prior: np.ndarray | None,
+    compiled: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Flat indices, neighbour lists (−1 = fixed or outside), edge weights, diagonal and right-hand side."""
+    """Flat indices, neighbour lists (−1 = fixed or outside), edge weights, diagonal and right-hand side
+    (compiled when the kernel has ``rw_list_setup``: 0.24 → 0.02 s for 670 k unknowns; numpy otherwise)."""
     flat = np.flatnonzero(unknown.ravel())
     n = flat.size
     index = np.full(unknown.size, -1, np.int32)
     index[flat] = np.arange(n, dtype=np.int32)
+    lib = list_kernel() if compiled else None
+    if lib is not None and lib.rw_kernel_version() >= 3:
+        nbr = np.empty((n, 6), np.int32)
+        weights = np.empty((n, 6), np.float32)
+        diag = np.empty(n, np.float32)
+        b = np.empty(n, np.float32)
+        data = np.ascontiguousarray(image, np.float32)
+        values = np.ascontiguousarray(fixed, np.float32)
+        p_u = None
+        if gamma > 0 and prior is not None:
+            p_u = np.ascontiguousarray(np.asarray(prior, np.float32).ravel()[flat])
+        lib.rw_list_setup(
+            *unknown.shape, data, index, flat, n, values, *(float(v) for v in scales), _EPS, float(gamma),
+            None if p_u is None else p_u.ctypes.data, nbr, weights, diag, b,
+        )  # fmt: skip
+        return flat, nbr, weights, diag, b
     coords = np.unravel_index(flat, unknown.shape)
     strides = np.array([unknown.shape[1] * unknown.shape[2], unknown.shape[2], 1], np.int64)
     data = np.asarray(image, np.float32).ravel()
@@ -593,7 +651,7 @@ def solve_unknowns(
         return RandomWalkerResult(full, 0, True, 0.0, 0, (0, 0, 0), chosen)
     sp = np.ones(3) if spacing is None else np.asarray(spacing, dtype=float)
     scales = -beta / (10.0 * std) / sp**2
-    flat, nbr, weights, diag, b = _list_system(image, unknown, full, scales, gamma, prior)
+    flat, nbr, weights, diag, b = _list_system(image, unknown, full, scales, gamma, prior, chosen == "compiled")
     if tol_size and n > tol_size:
         tol = tol * float(np.sqrt(tol_size / n))
     x = np.zeros(n, np.float32) if x0 is None else np.ascontiguousarray(np.asarray(x0, np.float32).ravel()[flat])
