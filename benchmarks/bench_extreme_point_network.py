@@ -48,6 +48,7 @@ ROWS = (
     ("rw", "Weak. sup. (w RW)"),
     ("full", "fully supervised"),
 )
+PREVIOUS_RECIPE = {"schedule": "constant", "augmentation": "none", "foreground_fraction": 0.0}
 CONFIGS = {
     "wo_rw": {"method": "extreme_point_network", "random_walker": False, "points_channel": True},
     "rw_no_points": {"method": "extreme_point_network", "random_walker": True, "points_channel": False},
@@ -107,6 +108,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=None, help="steps per epoch (default 8, quick 2)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--recipe",
+        choices=("standard", "previous"),
+        default="standard",
+        help="the shared training recipe (training/recipe.py), or the previous one (uniform windows, no "
+        "augmentation, constant learning rate) that the numbers in docs/training.md were measured with",
+    )
     args = parser.parse_args()
     epochs = args.epochs or (2 if args.quick else 20)
     steps = args.steps or (2 if args.quick else 8)
@@ -136,6 +144,7 @@ def main() -> int:
         "convergence": 0.0,  # run every round, so that Fig. 3 has all of them
         "device": "cpu",
         "seed": 0,
+        **(PREVIOUS_RECIPE if args.recipe == "previous" else {}),
     }
     for task in tasks(args.quick):
         t_task = time.perf_counter()

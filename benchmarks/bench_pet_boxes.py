@@ -43,6 +43,9 @@ PAPER = {  # the numbers the paper's text states (Figure 1's bars are not in the
 }
 
 
+PREVIOUS_RECIPE = {"schedule": "constant", "augmentation": "none", "foreground_fraction": 0.0}
+
+
 def run_job(folder: Path, name: str, spec: dict, env: dict) -> Path:
     from WeakAnnotateLib.jobs.runner import TrainingJob
 
@@ -74,6 +77,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--steps", type=int, default=10, help="steps per epoch")
     parser.add_argument("--padding-mm", type=float, default=1000.0, help="crop = lesion box + this (1000: whole scan)")
+    parser.add_argument(
+        "--recipe",
+        choices=("standard", "previous"),
+        default="standard",
+        help="the shared training recipe (training/recipe.py), or the previous one (uniform windows, the paper's "
+        "flips and noise only, constant learning rate) that docs/pet_boxes.md's numbers were measured with",
+    )
     args = parser.parse_args()
 
     import torch
@@ -109,6 +119,7 @@ def main() -> None:
                 "device": "cpu",
                 "train_cases": train[1:],
                 "validation_cases": train[:1],
+                **(PREVIOUS_RECIPE if args.recipe == "previous" else {}),
             }
             fold = root / f"fold{f}"
             fold.mkdir()

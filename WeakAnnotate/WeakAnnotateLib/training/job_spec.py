@@ -18,6 +18,7 @@ from typing import Any
 
 from ..core.errors import InputError
 from ..data.dataset import DatasetFolder
+from .recipe import AUGMENTATIONS, SCHEDULES
 
 DEVICES = ("auto", "cpu", "cuda")
 NETWORKS = ("", "unet_3d", "unet_2.5d")
@@ -44,7 +45,8 @@ class JobSpec:
     patch_size: list[int] = field(default_factory=lambda: [48, 48, 48])  # training window, voxels (k, j, i)
     spacing_mm: float = 2.0  # crops are resampled to this isotropic spacing (0 = keep the image's)
     padding_mm: float = 20.0  # paper: the points' box + 20 mm
-    channels: list[int] = field(default_factory=lambda: [8, 16, 32])  # U-Net features per level
+    # U-Net features per level; []: sized for the patch (recipe.sized_channels)
+    channels: list[int] = field(default_factory=lambda: [8, 16, 32])
     # "unet_3d", or "unet_2.5d" (residual 2D U-Net on 3 neighbouring slices, the tightness-prior paper's);
     # "" = the method's own (its descriptor's network)
     network: str = ""
@@ -60,6 +62,13 @@ class JobSpec:
     # a finished job (its folder, model.pt or model.json) whose weights start this one, same network; "" = random.
     # Why common: the annotation loop fine-tunes every method's model from its last weights (docs/annotation_loop.md)
     init_weights: str = ""
+    # the recipe every method shares (training/recipe.py); a job checkpointed before these existed resumes
+    # without them ("constant", "none", 0.0), as it started
+    schedule: str = "poly"  # learning rate: "poly" (nnU-Net's), "cosine" or "constant", per round
+    augmentation: str = "standard"  # "standard" (spatial + intensity), "flips" or "none"
+    foreground_fraction: float = 0.5  # windows centred on the object (RandCropByPosNegLabeld); 0: uniform windows
+    amp: bool = True  # mixed precision on CUDA (ignored on the CPU)
+    max_minutes: float = 0.0  # wall-clock training budget; > 0: stop at the end of the step that passes it
     # test hooks (documented; never needed in real use)
     fail_at_step: int = 0  # > 0: raise an error at this global step (a crashing worker)
     step_delay_s: float = 0.0  # sleep per step (so that a test can cancel mid-epoch)
@@ -167,6 +176,12 @@ def validate_common(spec: JobSpec, *, resume: bool = False) -> tuple[Any, dict[s
     resolve_device(spec.device)
     if spec.optimizer not in OPTIMIZERS:
         raise InputError(f"optimizer: unknown optimizer {spec.optimizer!r}; use one of {', '.join(OPTIMIZERS)}.")
+    if spec.schedule not in SCHEDULES:
+        raise InputError(f"schedule: use one of {', '.join(SCHEDULES)}, got {spec.schedule!r}.")
+    if spec.augmentation not in AUGMENTATIONS:
+        raise InputError(f"augmentation: use one of {', '.join(AUGMENTATIONS)}, got {spec.augmentation!r}.")
+    if not 0.0 <= spec.foreground_fraction <= 1.0:
+        raise InputError(f"foreground_fraction: must be in [0, 1], got {spec.foreground_fraction}.")
     if spec.network not in NETWORKS:
         raise InputError(f"network: use one of {', '.join(repr(n) for n in NETWORKS)}, got {spec.network!r}.")
     positive = {"epochs": spec.epochs, "learning_rate": spec.learning_rate, "batch_size": spec.batch_size}
@@ -177,13 +192,15 @@ def validate_common(spec: JobSpec, *, resume: bool = False) -> tuple[Any, dict[s
         ("padding_mm", spec.padding_mm),
         ("spacing_mm", spec.spacing_mm),
         ("steps_per_epoch", spec.steps_per_epoch),
+        ("max_minutes", spec.max_minutes),
     ):
         if value < 0:
             raise InputError(f"{name}: must be ≥ 0, got {value}.")
     if len(spec.patch_size) != 3 or min(spec.patch_size) < 16 or any(p % 8 for p in spec.patch_size):
         raise InputError(f"patch_size: three sizes, each a multiple of 8 and ≥ 16, are needed; got {spec.patch_size}.")
-    if not 1 <= len(spec.channels) <= 6 or min(spec.channels) < 1:
-        raise InputError(f"channels: 1 to 6 positive feature counts are needed; got {spec.channels}.")
+    if spec.channels and (len(spec.channels) > 6 or min(spec.channels) < 1):
+        raise InputError(f"channels: 1 to 6 positive feature counts (or [] to size the U-Net for the patch) are "
+                         f"needed; got {spec.channels}.")  # fmt: skip
     if 2 ** (len(spec.channels) - 1) > min(spec.patch_size):
         raise InputError(
             f"channels: {len(spec.channels)} levels need a patch_size of at least {2 ** (len(spec.channels) - 1)}."

@@ -26,6 +26,9 @@ class TrainingMethod:
     max_rounds = 1
     convergence = 0.0  # rounds stop when the mean change between rounds is below this
     round_details: dict[str, Any] = {}  # added to every "round" progress line
+    # the recipe's spatial augmentation (training/recipe.py): "affine" (free rotation and scaling), or
+    # "axis_aligned" for targets that are axis-aligned boxes (no free rotation, so that boxes stay boxes)
+    spatial_augmentation = "affine"
 
     def __init__(self, spec: JobSpec, cache: Any, split: dict[str, list[str]], output: Path) -> None:
         self.spec = spec

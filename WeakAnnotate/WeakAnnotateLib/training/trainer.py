@@ -24,6 +24,7 @@ from ..networks.model_files import MODEL_FILE, MODEL_INFO
 from ..networks.prediction import LoadedModel, predict_image, sliding_probability
 from .job_spec import SGD_MOMENTUM, JobSpec, check_init_weights
 from .progress import EXIT_CANCELLED, EXIT_DONE, Progress, StopRequest, atomic_json
+from .recipe import MixedPrecision, RecipeWindows, lr_factor, sized_channels, uses_recipe_windows, window_transform
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
@@ -103,6 +104,10 @@ class Distributed:
             dist.destroy_process_group()
 
 
+# what a job ran with before the recipe's fields existed: how a checkpoint without them resumes
+PREVIOUS_RECIPE = {"schedule": "constant", "augmentation": "none", "foreground_fraction": 0.0}
+
+
 class Trainer:
     """The training loop every worker method shares; ``method_class`` (a :class:`~.method.TrainingMethod`) and
     ``network`` ("unet_3d" | "unet_2.5d") come from the method's descriptor (the caller looks them up)."""
@@ -128,7 +133,7 @@ class Trainer:
         self.method = method_class(spec, self.cache, split, self.output)
         self.config = {
             "in_channels": 2 if self.method.points_channel else 1,
-            "channels": list(spec.channels),
+            "channels": list(spec.channels) or sized_channels(spec.patch_size),
             "num_res_units": 1,
             "patch_size": list(spec.patch_size),
             "spacing_mm": spec.spacing_mm,
@@ -140,6 +145,8 @@ class Trainer:
         }
         if network == "unet_2.5d":  # any method may ask for the 2.5D network (box_prior's by default)
             self.config.update(network="unet_2.5d", num_res_units=2)
+        # the shared recipe (training/recipe.py); a job checkpointed before it existed resumes with PREVIOUS_RECIPE
+        self.recipe = {k: getattr(spec, k) for k in PREVIOUS_RECIPE}
 
     # -- data --
     def prepare_crops(self) -> None:
@@ -158,17 +165,31 @@ class Trainer:
         from torch.utils.data import DataLoader
         from torch.utils.data.distributed import DistributedSampler
 
-        ds = CropDataset(
+        seed = self.spec.seed * 1000 + epoch * 10 + self.dist.rank
+        recipe = uses_recipe_windows(self.recipe["foreground_fraction"], self.recipe["augmentation"])
+        ds: Any = CropDataset(
             self.cache,
             self.split["train"],
             target=self.method.target,
             target_dir=self.method.target_dir(round_index),
             points_channel=self.method.points_channel,
             sigma_mm=self.method.sigma_mm,
-            patch_size=self.spec.patch_size,
-            seed=self.spec.seed * 1000 + epoch * 10 + self.dist.rank,
+            patch_size=None if recipe else self.spec.patch_size,  # the recipe cuts its own windows
+            seed=seed,
             intensity=self.config.get("intensity", "percentile"),  # pet_box suv_zscore
         )
+        if recipe:
+            ds = RecipeWindows(
+                ds,
+                window_transform(
+                    self.spec.patch_size,
+                    foreground_fraction=self.recipe["foreground_fraction"],
+                    augmentation=self.recipe["augmentation"],
+                    spatial=self.method.spatial_augmentation,
+                    extra_channels=self.method.points_channel,
+                    seed=seed,
+                ),
+            )
         sampler = None
         if self.dist.enabled:
             sampler = DistributedSampler(
@@ -255,6 +276,10 @@ class Trainer:
             "converged": False,
             "rounds": [],
             "seconds": 0.0,
+            "recipe": dict(self.recipe),
+            "budget_seconds": 0.0,  # training time counted against max_minutes (resumes add to it)
+            "round_start_seconds": 0.0,  # budget_seconds when the current round began
+            "budget_reached": False,
         }
         if resume:
             blob = torch.load(ckpt_path, map_location=dist.device, weights_only=False)
@@ -262,6 +287,19 @@ class Trainer:
             optimiser.load_state_dict(blob["optimiser"])
             state = blob["state"]
             torch.set_rng_state(blob["rng"])
+            # a checkpoint from before the recipe resumes as it started; newer ones with their own recipe
+            state.setdefault("recipe", dict(PREVIOUS_RECIPE))
+            for key, value in {"budget_seconds": 0.0, "round_start_seconds": 0.0, "budget_reached": False}.items():
+                state.setdefault(key, value)
+            self.recipe = dict(state["recipe"])
+        base_lr = [group["lr"] for group in optimiser.param_groups]
+        if resume:
+            base_lr = [group.get("initial_lr", group["lr"]) for group in optimiser.param_groups]
+        for group, lr in zip(optimiser.param_groups, base_lr, strict=True):
+            group["initial_lr"] = lr  # the schedule scales this; kept in the optimiser's state for a resume
+        amp = MixedPrecision(spec.amp, dist.device)
+        budget_s = spec.max_minutes * 60.0
+        rounds = self.method.max_rounds
         model = DistributedDataParallel(net) if dist.enabled else net
         loss_fn = DiceLoss(sigmoid=True)
         total_epochs = spec.epochs * self.method.max_rounds
@@ -276,19 +314,34 @@ class Trainer:
             validation_cases=self.split["validation"],
             resumed_from_epoch=state["epoch"] if resume else None,
             spec=spec.to_json(),
+            recipe=self.recipe,
+            mixed_precision=amp.name,
+            max_minutes=spec.max_minutes or None,
         )
         self.prepare_crops()
         if state["epoch"] == 0:
             self.method.prepare(dist.rank, dist.world, dist.barrier)
 
         epoch_times: list[float] = []
-        while state["epoch"] < total_epochs and not state["converged"]:
+        t_budget = time.perf_counter() - state["budget_seconds"]  # the budget's clock, continued on a resume
+
+        def budget_used() -> float:
+            return time.perf_counter() - t_budget
+
+        def round_deadline(round_index: int) -> float:
+            """The budget's end of this round: an equal share of max_minutes per round, so that a multi-round
+            method (the extreme-point network) refines its labels within the budget too."""
+            return budget_s * (round_index + 1) / rounds
+
+        while state["epoch"] < total_epochs and not state["converged"] and not state["budget_reached"]:
             epoch = state["epoch"] + 1
             round_index = state["round"]
             t0 = time.perf_counter()
+            out_of_time = False
             self.method.epoch = epoch - 1  # 0-based, for methods with a per-epoch schedule (box_prior's t)
             loader = self.loader(round_index, epoch)
             steps = spec.steps_per_epoch or len(loader)
+            round_steps = spec.epochs * steps
             losses: list[float] = []
             iterator = iter(loader)
             for step_in_epoch in range(1, steps + 1):
@@ -299,11 +352,19 @@ class Trainer:
                     batch = next(iterator)
                 x = batch["input"].to(dist.device)
                 y = batch["target"].to(dist.device)
+                progress = (state["round_epoch"] * steps + step_in_epoch - 1) / max(round_steps, 1)
+                if budget_s > 0:
+                    round_share = round_deadline(round_index) - state["round_start_seconds"]
+                    elapsed = budget_used() - state["round_start_seconds"]
+                    progress = max(progress, elapsed / max(round_share, 1e-9))
+                factor = lr_factor(self.recipe["schedule"], progress)
+                for group in optimiser.param_groups:
+                    group["lr"] = group["initial_lr"] * factor
                 optimiser.zero_grad()
                 step_loss = getattr(self.method, "step_loss", None)  # a method with its own loss (pet_box)
-                loss = step_loss(model, x, y) if step_loss else loss_fn(model(x), y)
-                loss.backward()
-                optimiser.step()
+                with amp.autocast():
+                    loss = step_loss(model, x, y) if step_loss else loss_fn(model(x), y)
+                amp.step(loss, optimiser)
                 state["step"] += 1
                 state["samples"] += int(x.shape[0]) * dist.world
                 loss_value = dist.sum(float(loss.item()))[0] / dist.world
@@ -335,6 +396,9 @@ class Trainer:
                         message="Stopped on request after the current step; resume continues from the last checkpoint.",
                     )
                     return EXIT_CANCELLED
+                if budget_s > 0 and dist.any(budget_used() >= round_deadline(round_index)):
+                    out_of_time = True  # every rank stops at the same step (the flag is all-reduced)
+                    break
 
             val: dict[str, Any] = {"val_dice": None, "per_case": {}}
             if dist.rank == 0:
@@ -343,12 +407,17 @@ class Trainer:
 
             state["round_epoch"] += 1
             round_info = None
-            if state["round_epoch"] >= spec.epochs and self.method.max_rounds > 1:
+            last_round = round_index + 1 >= self.method.max_rounds
+            if out_of_time and last_round:
+                state["budget_reached"] = True  # the model is written below, as after the last epoch
+            elif (state["round_epoch"] >= spec.epochs or out_of_time) and self.method.max_rounds > 1:
                 round_info = self.end_round(net, round_index)
                 state["rounds"].append(round_info)
                 state["round"] += 1
                 state["round_epoch"] = 0
+                state["round_start_seconds"] = budget_used()
                 state["converged"] = round_info["converged"] or state["round"] >= self.method.max_rounds
+            state["budget_seconds"] = budget_used()
             seconds = time.perf_counter() - t0
             epoch_times.append(seconds)
             state["epoch"] = epoch
@@ -364,7 +433,14 @@ class Trainer:
                 "val_per_case": val["per_case"],
                 "seconds_per_epoch": round(seconds, 3),
                 "eta_s": round(float(np.mean(epoch_times)) * remaining, 1),
+                "learning_rate": optimiser.param_groups[0]["lr"],
             }
+            if budget_s > 0:  # the budget ends the job sooner than the epochs when it is the tighter limit
+                summary["eta_s"] = (
+                    0.0
+                    if state["budget_reached"]
+                    else min(summary["eta_s"], round(max(budget_s - budget_used(), 0.0), 1))
+                )
             state["history"].append({k: v for k, v in summary.items() if k != "val_per_case"})
             if dist.rank == 0:
                 _atomic_torch_save(
@@ -435,6 +511,12 @@ class Trainer:
                 "world_size": self.dist.world,
                 "final_loss": last.get("loss"),
                 "torch": torch.__version__,
+                "recipe": dict(self.recipe),
+                "mixed_precision": MixedPrecision(self.spec.amp, self.dist.device).name,
+                "max_minutes": self.spec.max_minutes or None,
+                "budget_reached": bool(state.get("budget_reached")),
+                "training_seconds": round(state.get("budget_seconds", 0.0), 2),  # the loop, what the budget counts
+                "steps_per_second": round(state["step"] / state["seconds"], 3) if state["seconds"] else None,
             },
             "validation": {"dice_crop": val["val_dice"], "per_case_crop": val["per_case"], **native},
             "history": state["history"],
@@ -448,6 +530,7 @@ class Trainer:
             val_dice_native=native.get("dice_native"),
             epochs_completed=state["epoch"],
             seconds=round(seconds, 2),
+            budget_reached=bool(state.get("budget_reached")),
         )
 
     def validate_native(self, net: Any) -> dict[str, Any]:

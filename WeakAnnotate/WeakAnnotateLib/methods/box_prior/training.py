@@ -110,6 +110,7 @@ class BoxPrior(TrainingMethod):
 
     name = "box_prior"
     target = "pseudo"  # unused: every training case has its box labels in target_dir
+    spatial_augmentation = "axis_aligned"  # Eq. 6 reads the targets as axis-aligned boxes per slice
     target_name = "boxes (box_source)"
 
     def __init__(self, spec: JobSpec, cache: Any, split: dict[str, list[str]], output: Path) -> None:

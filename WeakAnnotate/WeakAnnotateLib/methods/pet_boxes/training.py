@@ -49,13 +49,19 @@ FLIP_P = 0.5  # probability of a flip along each axis
 
 
 def augment(
-    x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None, *, window_zscore: bool = True
+    x: torch.Tensor,
+    y: torch.Tensor,
+    generator: torch.Generator | None = None,
+    *,
+    window_zscore: bool = True,
+    flips: bool = True,
 ) -> tuple[torch.Tensor, ...]:
     """Random flips (each spatial axis, per batch) and Gaussian noise on the z-scored input; labels flip along.
 
-    ``window_zscore=False`` (``suv_zscore``): the input is already z-scored over its crop and is kept as it is."""
+    ``window_zscore=False`` (``suv_zscore``): the input is already z-scored over its crop and is kept as it is.
+    ``flips=False``: the shared recipe's windows are flipped already (``augmentation`` other than "none")."""
     for axis in (2, 3, 4):
-        if float(torch.rand(1, generator=generator)) < FLIP_P:
+        if flips and float(torch.rand(1, generator=generator)) < FLIP_P:
             x, y = x.flip(axis), y.flip(axis)
     if window_zscore:
         x = zscore(x)
@@ -69,6 +75,7 @@ class PetBox(TrainingMethod):
     target = "pseudo"  # unused: every training case has its box labels in target_dir
     target_name = "boxes (simulated from the reference unless annotated)"
     network = {"act": "SELU", "input_norm": "zscore"}
+    spatial_augmentation = "axis_aligned"  # the MDice and Mumford-Shah terms read the boxes as axis-aligned boxes
 
     def __init__(self, spec: JobSpec, cache: Any, split: dict[str, list[str]], output: Path) -> None:
         super().__init__(spec, cache, split, output)
@@ -128,7 +135,8 @@ class PetBox(TrainingMethod):
         """Augment, forward, the method's loss: Dice vs the boxes (or the reference), or β·L_MDice + λ·L_MS."""
 
         suv = bool(self.spec.options.suv_zscore)
-        x, y = augment(x, y, self.generator, window_zscore=not suv)
+        # the paper's flips only when the shared recipe's augmentation is off (it flips the windows itself)
+        x, y = augment(x, y, self.generator, window_zscore=not suv, flips=self.spec.augmentation == "none")
         prob = torch.sigmoid(model(x))
         if self.full_supervision:
             return dice_loss(prob, (y > 0.5).to(prob.dtype))
