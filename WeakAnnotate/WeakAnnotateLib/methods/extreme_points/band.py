@@ -53,3 +53,21 @@ def stamp(shape: tuple[int, ...], centres: np.ndarray, offsets: np.ndarray) -> n
     keep = np.all((idx >= 0) & (idx < np.asarray(shape)), axis=1)
     out[tuple(idx[keep].T)] = True
     return out
+
+
+def ellipsoid_in_box(
+    shape: tuple[int, ...], centre: np.ndarray, radii_vox: np.ndarray
+) -> tuple[tuple[slice, ...], np.ndarray]:
+    """The mask of ``stamp(shape, [centre], ellipsoid_offsets(radii_vox))`` on its bounding box only: (the box's
+    slices, the mask there). A click's 40 mm reach as offsets was half a million points per click."""
+    radii = np.asarray(radii_vox, float)
+    r = np.floor(np.maximum(radii, 0)).astype(int)
+    c = np.asarray(centre, int)
+    lo, hi = np.maximum(c - r, 0), np.minimum(c + r + 1, np.asarray(shape))
+    safe = np.maximum(radii, 1e-9)
+    axes = [((np.arange(a, b) - x) / s) ** 2 for a, b, x, s in zip(lo, hi, c, safe, strict=True)]
+    inside = (axes[0][:, None, None] + axes[1][None, :, None]) + axes[2][None, None, :] <= 1.0 + 1e-9
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    if np.all((c >= lo) & (c < hi)):
+        inside[tuple(c - lo)] = True
+    return box, inside

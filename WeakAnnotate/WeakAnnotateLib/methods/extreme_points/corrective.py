@@ -44,7 +44,7 @@ from ...scene.mrml_adapter import (
     set_segment_mask,
     stored_points,
 )
-from .band import dilate, ellipsoid_offsets, erode, radius_voxels, stamp
+from .band import dilate, ellipsoid_in_box, ellipsoid_offsets, erode, radius_voxels, stamp
 from .random_walker import solve_unknowns
 from .segmenter import POINTS_TAG, ExtremePointParams, ExtremePointSegmenter
 from .terms import (
@@ -259,16 +259,17 @@ def correct_segment(
     own_model, _ = intensity_prior(image, fg_sample, bg_sample, p.prior_bins)  # the segment's alone
     siding = {True: own_model >= 0.5, False: own_model < 0.5}
     for c, idx, reach, own in zip(clicks, local, influence, balls, strict=True):
-        ball = stamp(rshape, idx[None], ellipsoid_offsets(reach / spacing))
-        reached |= ball
+        # Everything below lies in the ball, so it is computed on the ball's box (the same voxels as on the region).
+        box, ball = ellipsoid_in_box(rshape, idx, reach / spacing)
+        reached[box] |= ball
         # The part on the click's side of the segment's border connected to it, grown by the band so that its
         # border lies inside the unknowns (the segment's seeds would otherwise hug the very edge the random walker
         # has to find). Not further: on a thin object (a spinal cord) a negative click's bg-like part reaching
         # around through the fluid beside it, grown by the band, freed the whole cord over 18 mm.
-        same_side = b if b[tuple(idx)] else ~b  # a click corrects the side of the segment it lies on
-        labels, _ = ndimage.label((ball & siding[c.positive] & same_side) | own)
-        part = np.isin(labels, np.unique(labels[own & (labels > 0)]))
-        freed |= dilate(part, band) & ball
+        same_side = b[box] if b[tuple(idx)] else ~b[box]  # a click corrects the side of the segment it lies on
+        labels, _ = ndimage.label((ball & siding[c.positive][box] & same_side) | own[box])
+        part = np.isin(labels, np.unique(labels[own[box] & (labels > 0)]))
+        freed[box] |= dilate(part, band) & ball
     if p.local and clicks:
         unknown &= reached
     unknown |= freed

@@ -87,6 +87,9 @@ class ExtremePointParams:
     geodesic_length: float = 1.0  # length term of the geodesic distance (1 = a mean-gradient step per mm)
     prior_bins: int = 32  # histogram bins on the [0, 1]-scaled intensities
     fill_holes: bool = False  # fill enclosed holes of the mask (tried: no change)
+    prior_by_overlap: bool = False  # γ of the histograms × max(1, (1 − overlap) / overlap) (tried; docs' ablation)
+    prior_combination: str = "mean"  # "mean" (γ-weighted) or "product" (logits added; tried, docs' ablation)
+    prior_clip: float = 0.01  # "product": each term clipped to [this, 1 − this] first
     large_voxels: int = 2_000_000  # above this (work region / unknowns): organ scale, coarse-to-fine (docs)
 
 
@@ -281,13 +284,24 @@ def _combined_prior(
     parts = []
     if p.prior_weight > 0:
         hist, overlap = intensity_prior(image, fg, bg, p.prior_bins)
-        parts.append((p.prior_weight, hist))
+        w = p.prior_weight
+        if p.prior_by_overlap:
+            w = w * max(1.0, (1.0 - overlap) / max(overlap, 1e-3))
+        parts.append((w, hist))
     if p.geodesic_weight > 0:
         geo = geodesic_prior(image, spacing, fg, bg, p.geodesic_length, factor)
         parts.append((p.geodesic_weight, geo))
     if parts:
         gamma = float(sum(w for w, _ in parts))
-        prior = parts[0][1] if len(parts) == 1 else sum(w * q for w, q in parts) / np.float32(gamma)
+        if len(parts) == 1:
+            prior = parts[0][1]
+        elif p.prior_combination == "product":
+            # Naive Bayes: the logits add, so a confident term outvotes an undecided one (tried; docs' ablation).
+            eps = np.float32(p.prior_clip)
+            logit = sum(np.log(np.clip(q, eps, 1 - eps) / np.clip(1 - q, eps, 1 - eps)) for _, q in parts)
+            prior = 1.0 / (1.0 + np.exp(-logit))
+        else:
+            prior = sum(w * q for w, q in parts) / np.float32(gamma)
         prior = np.asarray(prior, np.float32)
     return prior, overlap, gamma, geo
 
