@@ -98,6 +98,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--methods", default="epn,petbox,full", help="subset of epn, petbox, full")
     ap.add_argument("--output", help="work folder (default: temporary, removed at the end)")
+    ap.add_argument(
+        "--channels", default="", help="U-Net features per level, e.g. 8,16,32,64 (default: sized for the window)"
+    )
     args = ap.parse_args()
     budgets = [float(b) for b in (args.budgets or ("0.5,1" if args.quick else "2,5,10")).split(",")]
     methods = [m for m in args.methods.split(",") if m]
@@ -144,7 +147,7 @@ def main() -> int:
         "steps_per_epoch": 25,  # a checkpoint every 25 steps
         "batch_size": 2,
         "patch_size": [32, 32, 32],
-        "channels": [],  # sized for the window: 16-32-64-128
+        "channels": [int(c) for c in args.channels.split(",") if c],  # []: sized for the window, 16-32-64-128
         "device": "cpu",
         "seed": 0,
         "train_cases": [c.id for c in train],

@@ -43,6 +43,11 @@ class TrainingMethod:
     def prepare(self, rank: int, world: int, barrier: Any) -> None:
         """Nothing beyond the crops by default: the reference is the target."""
 
+    def out_of_budget(self) -> bool:
+        """True once the job's ``max_minutes`` are spent (the worker sets it): a long refinement between rounds
+        stops early rather than overrun the budget."""
+        return False
+
     def end_round(self, round_index: int, predict: Any, rank: int, world: int) -> tuple[float, int]:
         """No refinement; (sum of changes, count) = (0, 0) means "converged"."""
         return 0.0, 0

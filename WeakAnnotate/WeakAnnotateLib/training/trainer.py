@@ -328,6 +328,9 @@ class Trainer:
         def budget_used() -> float:
             return time.perf_counter() - t_budget
 
+        if budget_s > 0:
+            self.method.out_of_budget = lambda: budget_used() >= budget_s  # the refinement between rounds stops too
+
         def round_deadline(round_index: int) -> float:
             """The budget's end of this round: an equal share of max_minutes per round, so that a multi-round
             method (the extreme-point network) refines its labels within the budget too."""

@@ -136,7 +136,8 @@ class ExtremePointNetwork(TrainingMethod):
         """Predict this rank's training crops, refine, write round ``round_index + 1``'s labels.
 
         Returns (sum of 1 − Dice against the previous round's prediction, number of cases) for the
-        convergence test; round 0 is compared with its random-walker labels.
+        convergence test; round 0 is compared with its random-walker labels. Once the job's wall-clock budget is
+        spent (``max_minutes``), the remaining cases keep this round's labels unrefined.
         """
         nxt = self.target_dir(round_index + 1)
         preds = self.prediction_dir(round_index)
@@ -144,6 +145,9 @@ class ExtremePointNetwork(TrainingMethod):
         preds.mkdir(parents=True, exist_ok=True)
         change, count = 0.0, 0
         for case_id in self._shard(rank, world):
+            if self.out_of_budget():
+                _save_npy(nxt / f"{case_id}.npy", np.load(self.target_dir(round_index) / f"{case_id}.npy"))
+                continue
             z = self.cache.load(case_id)
             prob = predict(case_id)
             pred = prob >= 0.5
