@@ -358,3 +358,18 @@ def test_cli_refine_bad_input(
     err = capsys.readouterr().err.strip()
     assert words in err and len(err.splitlines()) == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_ellipsoid_in_box_is_the_stamped_ellipsoid() -> None:
+    """A click's reach on its own box holds exactly the voxels the stamped offsets hold (clipped at the edges)."""
+    from WeakAnnotateLib.methods.extreme_points.band import ellipsoid_in_box, ellipsoid_offsets, stamp
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        shape = tuple(int(v) for v in rng.integers(5, 30, 3))
+        centre = np.minimum(rng.integers(0, 30, 3), np.array(shape) - 1)
+        radii = rng.uniform(0.0, 12.0, 3)
+        box, inside = ellipsoid_in_box(shape, centre, radii)
+        got = np.zeros(shape, bool)
+        got[box] = inside
+        assert np.array_equal(got, stamp(shape, centre[None], ellipsoid_offsets(radii)))
