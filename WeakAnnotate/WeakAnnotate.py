@@ -90,6 +90,9 @@ class WeakAnnotateParameterNode:
     epochs, learningRate, patchSize, batchSize, device - The fields every method's job shares: kept in the
         scene so that they are visible and persist (written into every job spec).
     applyPoints - Six clicks that give the crop (and the points channel) when a model is applied.
+    loopStrategy, loopFinetuneEvery, loopTta - The annotation loop's settings: which case next (order, random,
+        disagreement), fine-tune every N accepted cases (also written to the dataset's loop.json), and the flip
+        test-time augmentation in the disagreement score.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -104,6 +107,9 @@ class WeakAnnotateParameterNode:
     batchSize: int = 2
     device: str = "auto"
     applyPoints: vtkMRMLMarkupsFiducialNode
+    loopStrategy: str = "order"
+    loopFinetuneEvery: int = 5
+    loopTta: bool = False
 
 
 #
@@ -167,6 +173,14 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.resumeTrainingButton.connect("clicked(bool)", self.onResumeTraining)
         self.ui.applyModelButton.connect("clicked(bool)", self.onApplyModel)
         self.ui.modelsTable.connect("itemSelectionChanged()", self._checkCanApply)
+        from WeakAnnotateLib.jobs.annotation_loop import STRATEGIES
+
+        for strategy in STRATEGIES:
+            self.ui.loopStrategyComboBox.addItem(strategy)
+        self.ui.loopStrategyComboBox.connect("currentIndexChanged(int)", self.onLoopStrategy)
+        self.ui.loopRankButton.connect("clicked(bool)", self.onLoopRank)
+        self.ui.loopNextButton.connect("clicked(bool)", self.onLoopNext)
+        self.ui.loopAcceptButton.connect("clicked(bool)", self.onLoopAccept)
         self.ui.trainingLogText.setVisible(False)
         self.ui.lesionsTable.setVisible(False)  # shown after a PET model is applied
 
@@ -178,6 +192,7 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
+        self._saveLoopDraft()
         if self._poller:
             self._poller.stop()
         self.removeObservers()
@@ -197,6 +212,7 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event) -> None:
         """Called just before the scene is closed."""
+        self._saveLoopDraft()  # the loop's case in progress: its corrections so far, for the next "Next case"
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -258,6 +274,11 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             else _("The chosen training method's annotation makes no pseudo-labels.")
         )
         self.ui.applyModelButton.enabled = bool(p and p.inputVolume and self._selectedModel())
+        self.ui.loopNextButton.enabled = bool(p and p.datasetFolder) and not self.logic.loopPending
+        self.ui.loopRankButton.enabled = bool(p and p.datasetFolder) and not self.logic.loopPending
+        self.ui.loopAcceptButton.enabled = self.logic.loopCase is not None and not self.logic.loopPending
+        if p and self.ui.loopStrategyComboBox.currentText != p.loopStrategy:
+            self.ui.loopStrategyComboBox.setCurrentText(p.loopStrategy)
         if p and p.inputVolume and p.referenceSegmentation and p.predictionSegmentation:
             self.ui.evaluateButton.toolTip = _("Compare the prediction's first segment with the reference's.")
             self.ui.evaluateButton.enabled = True
@@ -490,6 +511,72 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._showLesions(self.logic.lastLesions)
         return self.logic.predictionPending
 
+    # --- annotation loop ---------------------------------------------------------------------------------
+
+    def onLoopStrategy(self, index: int) -> None:
+        text = self.ui.loopStrategyComboBox.currentText
+        if self._parameterNode and text and self._parameterNode.loopStrategy != text:
+            self._parameterNode.loopStrategy = text
+
+    def onLoopRank(self) -> None:
+        from WeakAnnotateDesktop.status import showing_input_errors
+
+        p = self._parameterNode
+        with showing_input_errors(self.ui.loopStatusLabel):
+            rows = self.logic.loopRanking(p.datasetFolder, p.loopStrategy, p.loopTta)
+            self.ui.loopTable.setSortingEnabled(False)  # filled unsorted, then sortable by any header
+            self._fillTable(
+                self.ui.loopTable,
+                [_("#"), _("Case"), _("Score"), _("Outside box"), _("Marks off (mm)")],
+                [[r["rank"], r["case"], r.get("score"), r.get("outside_box"), r.get("points_off_mm")] for r in rows],
+            )
+            self.ui.loopTable.setSortingEnabled(True)
+            self.ui.loopStatusLabel.text = _("{count} cases left.").format(count=len(rows))
+
+    def onLoopNext(self) -> None:
+        from WeakAnnotateDesktop.status import showing_input_errors
+
+        p = self._parameterNode
+        with showing_input_errors(self.ui.loopStatusLabel):
+            self._saveLoopDraft()
+            self.logic.startLoopNext(p.datasetFolder, p.loopStrategy, p.loopTta, p.loopFinetuneEvery)
+            self.ui.loopStatusLabel.text = _("Opening the next case in the background…")
+            self._checkCanApply()
+            self._poller.watch(self._pollLoopNext)
+
+    def _pollLoopNext(self) -> bool:
+        done = self.logic.finishLoopNext()
+        if done is not None:
+            self.ui.loopStatusLabel.text = done
+            case = self.logic.loopCase
+            if case is not None and hasattr(slicer.util, "setSliceViewerLayers"):
+                slicer.util.setSliceViewerLayers(background=case["volume"], fit=True)
+            self._checkCanApply()
+        return self.logic.loopPending
+
+    def onLoopAccept(self) -> None:
+        from WeakAnnotateDesktop.status import showing_input_errors
+
+        p = self._parameterNode
+        with showing_input_errors(self.ui.loopStatusLabel):
+            self.ui.loopStatusLabel.text = self.logic.loopAccept(p.loopFinetuneEvery)
+            self._checkCanApply()
+            self.refreshDataset()
+            if self.logic.loopJobRunning():
+                self._poller.watch(self._pollLoopJob)
+
+    def _pollLoopJob(self) -> bool:
+        text, running = self.logic.loopJobText()
+        if not running:
+            self.ui.loopStatusLabel.text = text
+        return running
+
+    def _saveLoopDraft(self) -> None:
+        try:
+            self.logic.loopSaveDraft()
+        except Exception as error:  # noqa: BLE001 - closing must go on; the start segment is on disk anyway
+            print(_("The annotation loop's draft was not saved: {error}").format(error=error))
+
 
 #
 # WeakAnnotateLogic
@@ -510,6 +597,9 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
         self._prediction = None  # (thread, result dict)
         self.lastLesions = []  # PET models: pet_lesions.Lesion records of the last prediction, largest first
         self.lastWarnings = []  # PET models: SUV / modality warnings of the last prediction
+        self.loopCase = None  # the annotation loop's open case: folder, case, volume, segmentation, segment
+        self._loopNext = None  # (thread, result dict) of a "Next case" in progress
+        self.loopFolder = ""  # the dataset of the last accepted case (its fine-tuning job is watched)
 
     def getParameterNode(self):
         return WeakAnnotateParameterNode(super().getParameterNode())
@@ -720,6 +810,136 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
         return ""
 
     # --- prediction (arrays in a thread, the scene on the main thread) -----------------------------------
+
+    # --- annotation loop (WeakAnnotateLib.jobs.annotation_loop; the same as 'weakannotate loop') ------------
+
+    @staticmethod
+    def _loop(folder: str, finetuneEvery: int = 0):
+        from WeakAnnotateLib.jobs.annotation_loop import AnnotationLoop
+
+        loop = AnnotationLoop(WeakAnnotateLogic._checkedDataset(folder))
+        if finetuneEvery and int(loop.state["finetune_every"]) != int(finetuneEvery):
+            loop.configure(finetune_every=int(finetuneEvery))  # the panel's setting is the dataset's too
+        return loop
+
+    def loopRanking(self, folder: str, strategy: str, tta: bool = False) -> list:
+        return self._loop(folder).ranking(strategy, tta=bool(tta))
+
+    def startLoopNext(self, folder: str, strategy: str, tta: bool = False, finetuneEvery: int = 0) -> None:
+        """The next case and its starting segment (the model's prediction) in a thread; finishLoopNext shows it."""
+        import threading
+
+        from WeakAnnotateLib.core.errors import InputError
+
+        if self.loopPending:
+            raise InputError(_("The next case is already being opened."))
+        loop = self._loop(folder, finetuneEvery)
+        result = {"loop": loop}
+
+        def work():
+            from WeakAnnotateLib.files.image_io import read_image, read_mask
+
+            try:
+                start = loop.next_case(strategy, tta=bool(tta))
+                result["start"] = start
+                result["image"] = read_image(start.image)
+                result["mask"] = read_mask(start.start, grid=result["image"].geometry)
+            except Exception as error:  # reported on the main thread
+                result["error"] = str(error)
+
+        thread = threading.Thread(target=work, daemon=True)
+        self._loopNext = (thread, result)
+        thread.start()
+
+    @property
+    def loopPending(self) -> bool:
+        return self._loopNext is not None
+
+    def finishLoopNext(self):
+        """On the main thread once the thread is done: the case's volume and its starting segment in the scene."""
+        import time
+
+        from WeakAnnotateLib.scene.mrml_adapter import add_segmentation_node, add_volume_node, set_segment_mask
+        from WeakAnnotateLib.scene.slicer_runtime import get_runtime
+
+        if self._loopNext is None or self._loopNext[0].is_alive():
+            return None
+        _thread, result = self._loopNext
+        self._loopNext = None
+        if "error" in result:
+            return _("Next case: {error}").format(error=result["error"])
+        rt = get_runtime()
+        start, image = result["start"], result["image"]
+        volume = add_volume_node(rt, image, start.case)
+        segmentation = add_segmentation_node(rt, f"{start.case} loop", volume)
+        segment = set_segment_mask(rt, segmentation, result["mask"], image.geometry, f"loop {start.case}",
+                                   (0.95, 0.75, 0.2))  # fmt: skip
+        self.loopCase = {"folder": str(result["loop"].root), "case": start.case, "volume": volume,
+                         "segmentation": segmentation, "segment": segment, "opened": time.monotonic(),
+                         "effort": start.effort}  # fmt: skip
+        text = _("{case}: {voxels} voxels from {source}. Correct the segment, then Accept.").format(
+            case=start.case, voxels=start.voxels, source=start.source
+        )
+        return " ".join([text, *start.warnings])
+
+    def _loopEffort(self) -> dict:
+        """Corrective clicks stored on the segment (ExtremePointSeg's corrections) and the seconds since opened."""
+        import time
+
+        from WeakAnnotateLib.methods.extreme_points.corrective import stored_clicks
+
+        case = self.loopCase
+        before = case["effort"].get("corrective", {})
+        clicks = len(stored_clicks(case["segmentation"], case["segment"]))
+        seconds = float(before.get("seconds", 0.0)) + time.monotonic() - case["opened"]
+        return {"corrective": {"clicks": int(before.get("clicks", 0)) + clicks, "seconds": round(seconds, 1)}}
+
+    def _loopMask(self):
+        from WeakAnnotateLib.core.errors import InputError
+        from WeakAnnotateLib.scene.mrml_adapter import image_of_node, segment_mask
+
+        case = self.loopCase
+        if slicer.mrmlScene.GetNodeByID(case["segmentation"].GetID()) is None:
+            raise InputError(_("The loop's segmentation was removed from the scene; press Next case to reload it."))
+        return segment_mask(case["segmentation"], case["segment"], image_of_node(case["volume"]).geometry)
+
+    def loopSaveDraft(self) -> None:
+        """The open case's segment as it is now, so that "Next case" after a restart continues from it."""
+        if self.loopCase is None:
+            return
+        self._loop(self.loopCase["folder"]).save_draft(self.loopCase["case"], self._loopMask(), self._loopEffort())
+
+    def loopAccept(self, finetuneEvery: int = 0) -> str:
+        """Accept the open case: its segment and effort into the dataset; a fine-tune starts every N cases."""
+        from WeakAnnotateLib.core.errors import InputError
+
+        if self.loopCase is None:
+            raise InputError(_("No case of the annotation loop is open; press Next case."))
+        loop = self._loop(self.loopCase["folder"], finetuneEvery)
+        result = loop.accept(self.loopCase["case"], self._loopMask(), self._loopEffort())
+        effort = result["accepted"]["effort"]
+        text = _("Accepted {case}: {clicks} clicks, {seconds} s; {left} cases left.").format(
+            case=self.loopCase["case"], clicks=effort["clicks"], seconds=round(effort["seconds"]),
+            left=result["remaining"],
+        )  # fmt: skip
+        if result.get("job"):
+            text += " " + _("Fine-tuning started: {job}.").format(job=result["job"]["output"])
+        elif result.get("job_error"):
+            text += " " + _("No fine-tuning: {error}").format(error=result["job_error"])
+        self.loopFolder = self.loopCase["folder"]
+        self.loopCase = None
+        return text
+
+    def loopJobText(self) -> tuple:
+        """(text, still running) of the loop's fine-tuning job."""
+        folder = getattr(self, "loopFolder", "") or (self.loopCase or {}).get("folder", "")
+        job = self._loop(folder).poll_job() if folder else None
+        if not job:
+            return "", False
+        return _("Fine-tuning {job}: {state}.").format(job=job["output"], state=job["state"]), job["state"] == "running"
+
+    def loopJobRunning(self) -> bool:
+        return self.loopJobText()[1]
 
     def startPrediction(self, volumeNode, modelPath, pointsNode=None) -> None:
         import threading

@@ -50,21 +50,27 @@ def reference_of(loop, case_id: str) -> np.ndarray:
     return read_mask(loop.dataset.path(entry.reference), grid=image.geometry)
 
 
-def robot_clicks(array, geometry, start: np.ndarray, reference: np.ndarray, n: int):
-    """Corrective clicks at the centre of the largest error region (the field's robot user), n of them."""
+def robot_click(mask: np.ndarray, reference: np.ndarray, geometry) -> tuple[np.ndarray, bool]:
+    """The field's robot user: RAS of the centre of the largest error region, and whether it is a missed one."""
     from scipy import ndimage
+
+    missed, extra = reference & ~mask, mask & ~reference
+    errors = missed if missed.sum() >= extra.sum() else extra
+    labels, _ = ndimage.label(errors)
+    biggest = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
+    inside = ndimage.distance_transform_edt(np.pad(biggest, 1))[1:-1, 1:-1, 1:-1]
+    index = np.unravel_index(np.argmax(inside), inside.shape)
+    return geometry.index_to_ras(np.asarray([index], float))[0], bool(errors is missed)
+
+
+def robot_clicks(array, geometry, start: np.ndarray, reference: np.ndarray, n: int):
+    """n corrective clicks of the robot user, each on the result of the previous ones."""
     from WeakAnnotateLib.methods.extreme_points.corrective import CorrectionSession
 
     session = CorrectionSession(array, geometry, start)
     mask = start
     for _ in range(n):
-        missed, extra = reference & ~mask, mask & ~reference
-        errors = missed if missed.sum() >= extra.sum() else extra
-        labels, count = ndimage.label(errors)
-        biggest = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
-        inside = ndimage.distance_transform_edt(np.pad(biggest, 1))[1:-1, 1:-1, 1:-1]
-        index = np.unravel_index(np.argmax(inside), inside.shape)
-        mask = session.add(geometry.index_to_ras(np.asarray([index], float))[0], bool(errors is missed)).mask
+        mask = session.add(*robot_click(mask, reference, geometry)).mask
     return mask
 
 
@@ -291,3 +297,45 @@ def test_cli_next_accept_status_and_bad_input(tmp_path, capsys):
     shutil.rmtree(root / "loop" / "accepted")
     code, text = run_cli(capsys, "loop", "rank", root)
     assert code == 2 and f"accepted mask of '{CASES[0]}'" in text
+
+
+# --- the hub panel's logic (WeakAnnotate.py), headless ----------------------------------------------------------
+
+from test_training import panel_logic  # noqa: E402, F401 - the hub panel's Logic with Slicer's Qt side stubbed
+
+
+def test_hub_panel_next_correct_accept(tmp_path, panel_logic):  # noqa: F811
+    from WeakAnnotateLib.data.dataset import DatasetFolder
+    from WeakAnnotateLib.jobs.annotation_loop import AnnotationLoop
+    from WeakAnnotateLib.methods.extreme_points.corrective import Click, correct_from_nodes
+    from WeakAnnotateLib.scene.mrml_adapter import image_of_node, segment_mask
+
+    logic, rt = panel_logic
+    root = make_dataset(tmp_path / "ds")
+    logic.startLoopNext(str(root), "order", False, 3)
+    t0 = time.monotonic()
+    while (text := logic.finishLoopNext()) is None and time.monotonic() - t0 < 60:
+        time.sleep(0.1)
+    assert text.startswith(f"{CASES[0]}: ") and "from pseudo-label (extreme_points)" in text, text
+    case = logic.loopCase
+    assert rt.scene.GetNodeByID(case["volume"].GetID()) is not None
+    image = image_of_node(case["volume"])
+    start = segment_mask(case["segmentation"], case["segment"], image.geometry)
+    assert np.array_equal(start, read_mask(root / "loop" / "starts" / f"{CASES[0]}.nii.gz"))
+    # One corrective click on the segment, as ExtremePointSeg's corrective mode makes it (clicks on the segment).
+    reference = reference_of(AnnotationLoop(root), CASES[0])
+    missed = reference & ~start
+    index = np.argwhere(missed)[len(np.argwhere(missed)) // 2] if missed.any() else np.argwhere(reference)[0]
+    click = Click.make(image.geometry.index_to_ras(index[None].astype(float))[0], True)
+    correct_from_nodes(rt, case["volume"], case["segmentation"], case["segment"], [click])
+    logic.loopSaveDraft()  # what closing the scene does
+    assert (root / "loop" / "drafts" / f"{CASES[0]}.nii.gz").is_file()
+    final = segment_mask(case["segmentation"], case["segment"], image.geometry)
+    text = logic.loopAccept(3)
+    assert text.startswith(f"Accepted {CASES[0]}: 7 clicks") and "2 cases left" in text
+    entry = DatasetFolder.load(root).case(CASES[0])
+    assert entry.effort["corrective_clicks"] == 1 and np.array_equal(read_mask(root / entry.pseudo_label), final)
+    assert json.loads((root / "loop.json").read_text())["finetune_every"] == 3  # the panel's setting, persisted
+    assert logic.loopCase is None
+    with pytest.raises(InputError, match="No case of the annotation loop is open"):
+        logic.loopAccept()
