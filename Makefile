@@ -20,9 +20,10 @@ $(STAMP): pyproject.toml
 	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium libegl1 libgl1-mesa-dri)
 	touch $(STAMP)
 
-# The browser app on a sample case; prints "Open http://127.0.0.1:8080/?secret=…". Ctrl-C stops it.
+# The browser app on a sample case; prints "Open http://127.0.0.1:8080/?secret=…" (each tab its own session).
+# Saves go to ~/.local/share/weakannotate/work (APP_WORK=DIR for another folder). Ctrl-C stops it.
 app: setup
-	$(VENV)/bin/weakannotate serve --case $(APP_CASE) --port $(APP_PORT)
+	$(VENV)/bin/weakannotate serve --case $(APP_CASE) --port $(APP_PORT) $(if $(APP_WORK),--work $(APP_WORK))
 
 demo: setup
 	$(VENV)/bin/weakannotate demo --output demo_output

@@ -91,14 +91,13 @@ def test_serve_rejects_missing_catalogue(tmp_path: Path) -> None:
 
 
 def test_serve_warns_off_loopback(monkeypatch: pytest.MonkeyPatch, capsys: Any, data_dir: Path) -> None:
-    import WeakAnnotateWeb.app as web
+    import WeakAnnotateWeb.serve_command as serve
     from WeakAnnotateLib.cli.main import main
 
     def stop(*_: Any, **__: Any) -> None:
         raise InputError("stopped before listening")
 
-    monkeypatch.setenv("TRAME_ARGS", "")  # serve sets it; restored after the test
-    monkeypatch.setattr(web, "create_app", stop)
+    monkeypatch.setattr(serve, "serve_sessions", stop)  # the launcher: after the warning, before listening
     assert main(["serve", "--data", str(data_dir), "--host", "0.0.0.0", "--port", "0"]) == 2
     assert "WARNING: listening on 0.0.0.0" in capsys.readouterr().err
     assert main(["serve", "--data", str(data_dir), "--port", "0"]) == 2

@@ -152,6 +152,8 @@ def _start_refused(page: Any) -> str:
 def _run_and_cancel(page: Any, jobs: Path, method: str) -> dict[str, Any]:
     """Start, see it running (steps arrive), cancel, see "cancelled"; returns the job's spec document."""
     before = _state(page, "train_job")
+    page.evaluate("() => window.trame.state.set('train_error', '')")  # a refusal before: not this start's answer
+    _wait_state(page, "train_error", lambda v: not v)
     _start(page)
     page.wait_for_function(  # started, or refused with a message
         "(b) => { const s = window.trame.state; return (s.get('train_job') && s.get('train_job') != b) "
@@ -228,7 +230,9 @@ def test_each_method_starts_runs_and_cancels(page: Any, server: dict[str, Any], 
         assert _state(page, "train_jobs_pet_box_mdice_ms") == [{"title": "(none)", "value": ""}]
         with pytest.raises(InputError) as requirement:
             check_pet_box(SimpleNamespace(method=method, options=PetBoxOptions()))
-        assert _start_refused(page) == str(requirement.value)
+        assert _start_refused(page) == str(requirement.value)  # on screen, and at the field it names
+        assert _field_message(page, "#train-field-init_model", "init_model:") == str(requirement.value)
+        assert _state(page, "train_state") == "not started"
         assert not list(jobs.glob("pet_box_mdice_ms*"))  # a refused spec is not kept
         _finish_pet_box_dice(page, jobs)
         _choose(page, "#train-method", info.title)
@@ -275,3 +279,77 @@ def _finish_pet_box_dice(page: Any, jobs: Path) -> None:
     assert [c["value"] for c in choices] == ["", job]
     page.evaluate("(h) => window.trame.state.set('train_test_hooks', h)", HOOKS)
     _wait_state(page, "train_test_hooks", lambda v: v == HOOKS)
+
+
+# --- what the panel says is what the job does -------------------------------------------------------------
+
+
+def _field_message(page: Any, selector: str, expected: str) -> str:
+    """Wait until the message Vuetify shows under a field (its error, else its hint: the element
+    ``<id>-messages``) is one line starting with ``expected`` (the old one fades out first); returns it."""
+    page.wait_for_function(
+        "([sel, want]) => { const e = document.querySelector(sel + '-messages'); if (!e) return false; "
+        "const t = e.innerText.trim(); return t.startsWith(want) && !t.includes('\\n'); }",
+        arg=[selector, expected],
+        timeout=10_000,
+    )
+    return page.locator(f"{selector}-messages").inner_text().strip()
+
+
+@browser_needed
+def test_epochs_and_rounds_as_the_job_runs_them(page: Any, server: dict[str, Any]) -> None:
+    """Extreme-point network, 2 epochs × 2 rounds: the field says so before the start, and the running job
+    says "Round 1 / 2 · epoch 1 / 2 (1 of 4 in all)" (not "Epoch 1 / 4")."""
+    if _state(page, "train_running"):
+        page.click("#train-cancel")
+        _wait_state(page, "train_running", lambda v: not v, timeout_s=60)
+    page.evaluate("() => window.trame.state.set('train_test_hooks', {steps_per_epoch: 4, step_delay_s: 0.5})")
+    _wait_state(page, "train_test_hooks", lambda v: v["steps_per_epoch"] == 4)
+    _choose(page, "#train-method", registry.training_method("extreme_point_network").title)
+    _wait_state(page, "train_method", lambda v: v == "extreme_point_network")
+    page.fill("#train-epochs", "200")
+    _set_field(page, "extreme_point_network", "rounds", "2")
+    _wait_state(page, "train_epochs_hint", lambda v: v.startswith("200 epochs × 2 rounds = up to 400 in all"))
+    _field_message(page, "#train-epochs", "200 epochs × 2 rounds = up to 400 in all")
+    page.fill("#train-epochs", "2")
+    _wait_state(page, "train_epochs_hint", lambda v: v.startswith("2 epochs × 2 rounds = up to 4 in all"))
+    _choose(page, "#train-cases", "2")
+    _start(page)
+    _wait_state(page, "train_state", lambda v: v == "running", timeout_s=60)
+    text = page.locator("#train-text")
+    page.wait_for_function(
+        "() => document.querySelector('#train-text').innerText.startsWith('Round 1 / 2 · epoch 1 / 2')",
+        timeout=120_000,
+    )
+    assert text.inner_text().startswith("Round 1 / 2 · epoch 1 / 2 (1 of 4 in all): loss ")
+    page.click("#train-cancel")
+    page.wait_for_function("() => document.querySelector('#train-state').innerText.includes('cancelled')")
+    page.evaluate("(h) => window.trame.state.set('train_test_hooks', h)", HOOKS)
+    _wait_state(page, "train_test_hooks", lambda v: v == HOOKS)
+
+
+@browser_needed
+def test_bad_values_shown_at_the_field_and_never_done(page: Any, server: dict[str, Any]) -> None:
+    """Epochs 300 and rounds 0: each field says why as it is typed; Start is refused at the field and the state
+    reads "not started" (after a finished job it read "done · 0 %")."""
+    _choose(page, "#train-method", registry.training_method("extreme_point_network").title)
+    _wait_state(page, "train_method", lambda v: v == "extreme_point_network")
+    page.fill("#train-epochs", "300")
+    _wait_state(page, "train_field_errors", lambda v: "epochs" in v)
+    assert _field_message(page, "#train-epochs", "Epochs:") == "Epochs: must be 1 to 200 (per round), got 300."
+    _set_field(page, "extreme_point_network", "rounds", "0")
+    _wait_state(page, "train_field_errors", lambda v: "rounds" in v)
+    assert _field_message(page, "#train-field-rounds", "rounds:") == "rounds: must be ≥ 1, got 0."
+    jobs_before = sorted(p.name for p in (server["work"] / "training" / "jobs").glob("*"))
+    _start(page)
+    _wait_state(page, "train_state", lambda v: v == "not started")
+    _wait_state(page, "train_busy", lambda v: not v)
+    assert page.locator("#train-state").inner_text().strip() == "not started"
+    assert page.locator("#train-error").inner_text().strip() == "Epochs: must be 1 to 200 (per round), got 300."
+    assert _in_viewport(page, "#train-error")  # the first problem also stays on screen
+    assert _field_message(page, "#train-epochs", "Epochs:") == "Epochs: must be 1 to 200 (per round), got 300."
+    assert sorted(p.name for p in (server["work"] / "training" / "jobs").glob("*")) == jobs_before
+    page.fill("#train-epochs", "5")
+    _set_field(page, "extreme_point_network", "rounds", "2")
+    _wait_state(page, "train_field_errors", lambda v: v == {})
+    _field_message(page, "#train-epochs", "5 epochs × 2 rounds")

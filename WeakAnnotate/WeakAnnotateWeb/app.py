@@ -38,16 +38,17 @@ from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
 from vtkmodules.vtkCommonCore import vtkCommand, vtkObject
 from WeakAnnotateLib.core.atomic_files import atomic_output
 from WeakAnnotateLib.core.errors import InputError
-from WeakAnnotateLib.files.cases import Case, find_case, load_cases
+from WeakAnnotateLib.files.cases import Case, default_data_dir, load_cases, open_data_folder
 from WeakAnnotateLib.files.image_io import read_image
 from WeakAnnotateLib.scene.mrml_adapter import add_segmentation_node, add_volume_node, remove_node, write_node_file
 from WeakAnnotateLib.scene.segmentation_io import write_segmentation
 from WeakAnnotateLib.scene.slicer_runtime import SlicerRuntime
 
+from .browse_panel import BrowsePanel
 from .html_text import attribute_text
-from .loop_panel import LoopPanel
 from .modes import Mode, page_modes
 from .presets import PRESETS, default_preset, preset
+from .saved_work import restore_saved_work
 from .training_panel import TrainingPanel
 from .workspace import Workspace, safe_name
 
@@ -55,8 +56,8 @@ log = logging.getLogger(__name__)
 
 LAYOUT_ID = "axial-coronal-sagittal"
 NO_DATA_MESSAGE = (
-    "No dataset: start the server with `weakannotate serve --data DIR`, where DIR holds a cases.json "
-    "catalogue (e.g. ../shared/data), or set WEAKANNOTATE_DATA."
+    "No data folder: start the server with `weakannotate serve --data DIR`, where DIR holds images (NIfTI, "
+    "NRRD, MHA, DICOM series) and optionally a cases.json catalogue (docs/catalogue.md), or set WEAKANNOTATE_DATA."
 )
 
 
@@ -155,6 +156,7 @@ class WeakAnnotateWebApp:
         s.change("wl_preset")(self._on_wl_preset)
         s.change("mode")(self._on_mode)
         self.training = TrainingPanel(self, data_dir)
+        self.browse = BrowsePanel(self, data_dir if data_dir is not None else default_data_dir())
         self._observe_slice_nodes()
         self._build_ui()
 
@@ -199,6 +201,7 @@ class WeakAnnotateWebApp:
                         disabled=("busy",),
                         v_if=("case_ids.length",),
                     )
+                    self.browse.build_ui()
                     v3.VSelect(
                         label="Window / level",
                         v_model=("wl_preset",),
@@ -218,7 +221,6 @@ class WeakAnnotateWebApp:
                     html.Div("{{ status }}", classes="text-body-2 mt-2", id="status")
                     v3.VDivider(classes="my-3")
                     self.training.build_ui()
-                    self.loop = LoopPanel(self).build_ui()
             with layout.content, v3.VContainer(fluid=True, classes="fill-height pa-0"):
                 with html.Div(style="width: 100%; height: 100%;", id="views"):
                     self.layout_manager.initialize_layout_grid(layout)
@@ -418,6 +420,7 @@ class WeakAnnotateWebApp:
         self._on_wl_preset(self.state.wl_preset)
         self._show_volume()
         self._publish_view_geometry()
+        restore_saved_work(self)  # what was saved for this case comes back (saved_work.py)
 
     # --- points ---------------------------------------------------------------------------------------
 
@@ -552,7 +555,7 @@ def create_app(
     """Build the app for a dataset folder; without a catalogue the page says how to point it at data.
     ``box_model`` (a loaded ``BoxCorrectionModel``) enables 'Correct boxes' in box mode."""
     try:
-        cases, message = load_cases(data_dir), ""
+        cases, message = (open_data_folder(data_dir) if data_dir is not None else load_cases()), ""
     except InputError as e:
         if data_dir is not None:
             raise
@@ -567,7 +570,6 @@ def create_app(
         box_model_path=box_model_path,
     )
     if case_id is not None:
-        if case_id not in app.cases:
-            find_case(case_id, data_dir)  # raises the catalogue's own message, with suggestions
-        app.open_case(app.cases[case_id])
+        case = app.cases.get(case_id) or app.browse.case_for_path(case_id)  # an id, or an image's path
+        app.open_case(case)
     return app

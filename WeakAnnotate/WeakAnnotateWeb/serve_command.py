@@ -1,7 +1,9 @@
 """``weakannotate serve``: the browser app (trame-slicer) on this machine, over the same logic layer.
 
-The web face lives in the separate ``WeakAnnotateWeb`` package and is imported only inside :func:`run`, so
-the logic layer and every other command never import trame.
+``serve`` runs the launcher (:mod:`WeakAnnotateWeb.launcher`): each browser tab gets its own app process, up to
+``--max-sessions``. An app process is ``serve --session-child`` on a loopback port (not for users: the launcher
+starts it). The web face lives in the separate ``WeakAnnotateWeb`` package and trame is imported only in an app
+process, so the logic layer and every other command never import it.
 """
 
 from __future__ import annotations
@@ -13,11 +15,16 @@ import os
 import socket
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 from WeakAnnotateLib.core.atomic_files import os_cause
 from WeakAnnotateLib.core.errors import InputError
 from WeakAnnotateLib.core.numbers import number_option
+from WeakAnnotateLib.files.cases import find_case, open_data_folder
+from WeakAnnotateLib.files.data_folder import resolve_inside
 
 from . import access
 
@@ -25,16 +32,31 @@ NAME = "serve"
 HELP = "Serve the annotation web app (slice views, extreme/surface points, box, save, training) on 127.0.0.1."
 
 LOOPBACK_NAMES = {"localhost"}
+PARENT_CHECK_S = 2.0  # an app process whose launcher is gone (killed) stops within this time
+
+
+def default_work_folder() -> Path:
+    """Where the page saves when ``--work`` is not given: the user's data folder
+    (``$XDG_DATA_HOME/weakannotate/work``, by default ``~/.local/share/weakannotate/work``). Why not the current
+    folder: annotations are the user's data; one fixed place means a case opened again from any folder finds its
+    saved work, and nothing lands inside a source checkout."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "weakannotate" / "work"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", help="dataset folder with a cases.json catalogue (default: ../shared/data if present)")
+    p.add_argument(
+        "--data",
+        help="data folder: images (NIfTI, NRRD, MHA, DICOM series folders) and optionally a cases.json catalogue "
+        "(docs/catalogue.md); the page browses it and nothing outside it (default: ../shared/data if present)",
+    )
     p.add_argument(
         "--work",
-        default="weakannotate-work",
-        help="the only folder the page writes annotations to, one sub-folder per case (default ./weakannotate-work)",
+        default=None,
+        help="the only folder the page writes annotations to, one sub-folder per case; opening a case loads its "
+        "saved work back from here (default: $XDG_DATA_HOME/weakannotate/work, i.e. ~/.local/share/weakannotate/work)",
     )
-    p.add_argument("--case", help="open this catalogue case at start")
+    p.add_argument("--case", help="open this case at start in every new tab (a catalogue id, or an image's path)")
     p.add_argument(
         "--port",
         type=number_option(0, 65_535, integer=True),
@@ -53,6 +75,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="a trained box-correction classifier (a folder with model.json and model.pt, from 'weakannotate "
         "train' with method box_patch_classifier): enables 'Correct boxes' in box mode",
     )
+    p.add_argument(
+        "--max-sessions",
+        type=number_option(1, 64, integer=True),
+        default=4,
+        help="browser tabs served at once, each with its own scene, points, segments and training job in its own "
+        "process (default 4; each takes about the memory of one app); a further tab gets a page saying all are in use",
+    )
+    p.add_argument(
+        "--session-grace",
+        type=number_option(0, 86_400),
+        default=120.0,
+        metavar="SECONDS",
+        help="a closed tab's session (and its unsaved work) is kept this long, so a reload finds it; then it ends "
+        "and its slot is free (default 120; saved work stays in the work folder)",
+    )
+    p.add_argument("--session-child", action="store_true", help=argparse.SUPPRESS)  # an app process (launcher)
 
 
 def is_loopback(host: str) -> bool:
@@ -100,9 +138,25 @@ def check_work_folder(work: str | Path) -> None:
         raise InputError(f"--work {folder}: cannot write there ({os_cause(e)}); choose a writable folder.") from None
 
 
+def check_case(case_id: str, data: str | None) -> None:
+    """``--case`` names a case of the data folder (a catalogue id, or an image's path inside it)."""
+    cases = open_data_folder(data) if data is not None else None
+    if cases is not None and any(c.id == case_id for c in cases):
+        return
+    if data is not None:
+        try:
+            resolve_inside(data, case_id)
+            return
+        except InputError:
+            pass
+    find_case(case_id, data)  # the catalogue's own message, with suggestions
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.data is not None and not (Path(args.data) / "cases.json").is_file():
-        raise InputError(f"--data {args.data}: no cases.json catalogue in that folder.")
+    if args.work is None:
+        args.work = str(default_work_folder())
+    if args.data is not None:
+        open_data_folder(args.data)  # a folder of images or a catalogue: its own message otherwise
     check_listen(args.host, args.port)
     check_work_folder(args.work)
     box_model = None
@@ -113,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
             box_model = load_box_model(args.box_model)  # a missing or bad folder: one line, exit 2, before listening
         except InputError as e:
             raise InputError(f"--box-model: {e}") from None
+    if args.case is not None and not args.session_child:
+        check_case(args.case, args.data)
     if not is_loopback(args.host):
         print(
             f"weakannotate serve: WARNING: listening on {args.host}: anyone who can reach this address can view "
@@ -120,11 +176,71 @@ def run(args: argparse.Namespace) -> int:
             "tunnel unless this network is trusted.",
             file=sys.stderr,
         )
+    if args.session_child:
+        return run_app_process(args, box_model)
+    return serve_sessions(args)
+
+
+def child_command(args: argparse.Namespace) -> Any:
+    """The argv of an app process for a port: this command's own options, on loopback, as a session child."""
+    base = [sys.executable, "-m", "WeakAnnotateLib.cli.main", "serve", "--session-child", "--host", "127.0.0.1"]
+    for option in ("data", "work", "case", "box_model"):
+        value = getattr(args, option)
+        if value is not None:
+            base += [f"--{option.replace('_', '-')}", str(Path(value).absolute()) if option != "case" else value]
+
+    def command(port: int) -> list[str]:
+        return [*base, "--port", str(port)]
+
+    return command
+
+
+def serve_sessions(args: argparse.Namespace) -> int:
+    """The launcher on the served address: one app process per tab (see :mod:`WeakAnnotateWeb.launcher`)."""
+    from .launcher import Launcher, run_launcher  # aiohttp: only when serving, not for every CLI command
+
+    launcher = Launcher(
+        child_command(args),
+        max_sessions=int(args.max_sessions),
+        grace_s=float(args.session_grace),
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    print(f"weakannotate serve: work folder {Path(args.work).expanduser().resolve()}", flush=True)
+    print(
+        f"weakannotate serve: up to {int(args.max_sessions)} browser tabs at once, each its own session; "
+        "starting the first…",
+        flush=True,
+    )
+
+    def announce(port: int) -> None:
+        shown = f"[{args.host}]" if ":" in args.host else args.host
+        print(f"Open http://{shown}:{port}/?secret={launcher.secret}", flush=True)
+
+    run_launcher(launcher, args.host, args.port, announce)
+    return 0
+
+
+def _exit_with_parent(app: Any) -> None:
+    """An app process stops (cancelling its training job) when its launcher is gone, even if it was killed."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        app.training.shutdown()
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def run_app_process(args: argparse.Namespace, box_model: Any) -> int:
+    """One app (one scene) on this address: what each tab's session runs."""
     # trame parses sys.argv by default; our options are not its options.
     os.environ["TRAME_ARGS"] = ""
     from WeakAnnotateWeb.app import create_app  # the web face, imported only here
 
     app = create_app(args.data, args.work, case_id=args.case, box_model=box_model, box_model_path=args.box_model)
+    _exit_with_parent(app)
     secret = access.new_secret()
     access.install(app.server, secret)  # only this page, from this server, with this launch's secret
     shown = f"[{args.host}]" if ":" in args.host else args.host

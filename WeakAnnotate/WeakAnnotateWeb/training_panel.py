@@ -15,6 +15,12 @@ Nothing here blocks the event loop for long: the dataset is built and the model 
 the predicted mask into the segmentation node runs in the loop (MRML is not thread-safe).
 
 Every path is inside ``<work folder>/training/``: datasets in ``datasets/<ids>``, jobs in ``jobs/<name>``.
+
+What the panel says is what the job does: *Epochs* are per round, so a method with rounds (the extreme-point
+network trains, relabels with its predictions, and trains again) shows "200 epochs × 2 rounds = up to 400 in
+all" under the field and "Round 1 / 2 · epoch 39 / 200" while it runs. A bad value is shown at its field, as
+it is typed and again when Start refuses it; a job that was refused reads "not started", and "done" only once
+the job has written its model.
 """
 
 from __future__ import annotations
@@ -64,6 +70,9 @@ SMALL_FIELD_DEFAULTS = {"rounds": 2}
 TEST_HOOKS = {"steps_per_epoch": 0, "step_delay_s": 0.0}
 # Fields the panel fills itself (Epochs, the cases it picks), so no method shows a widget for them.
 PANEL_FIELDS = ("epochs", "train_cases", "validation_cases")
+ROUNDS_FIELD = "rounds"  # a method's field that repeats the epochs (train → relabel → train again)
+# States shown with a percentage (the others, "idle", "starting", "not started", say no progress).
+STATES_WITH_PROGRESS = ("running", "done", "cancelled", "failed", "ended without a model")
 # Fields that name a finished job: a choice of the work folder's finished jobs of the same annotation method.
 JOB_FIELDS = ("init_model",)
 LOCKED = "train_running || train_busy"
@@ -178,6 +187,7 @@ class TrainingPanel:
         self.model_method: TrainingMethodInfo | None = None  # the training method of model_path
         self._watcher: asyncio.Task | None = None
         self._losses: list[float] = []
+        self._plan: tuple[int, int] = (1, 1)  # the running job's (epochs per round, rounds)
         self._dices: list[float] = []
         s = app.state
         s.train_methods = [{"title": t.title, "value": t.name} for t in self.methods.values()]
@@ -190,6 +200,8 @@ class TrainingPanel:
             for f in shown_fields(info):
                 s[field_key(info.name, f.name)] = initial_value(f)
         self.refresh_job_choices()
+        s.train_field_errors = {}
+        s.train_epochs_hint = ""
         s.train_state = "idle"
         s.train_running = False
         s.train_progress = 0
@@ -199,6 +211,11 @@ class TrainingPanel:
         s.train_job = ""  # the folder (in training/jobs) of the job started last
         s.train_error = ""
         s.train_busy = False
+        s.change("train_epochs", "train_method")(self._check_fields)
+        for info in self.methods.values():
+            for f in shown_fields(info):
+                s.change(field_key(info.name, f.name))(self._check_fields)
+        self._check_fields()
 
     @property
     def state(self) -> Any:
@@ -238,6 +255,9 @@ class TrainingPanel:
                 density="compact",
                 id="train-epochs",
                 disabled=(LOCKED,),
+                error_messages=("train_field_errors['epochs'] || []",),
+                hint=("train_epochs_hint",),
+                persistent_hint=True,
             )
             v3.VSelect(
                 label="Cases",
@@ -288,7 +308,13 @@ class TrainingPanel:
             id="train-progress",
             indeterminate=("train_busy",),
         )
-        html.Div("{{ train_state }} · {{ train_progress }} %", classes="text-caption", id="train-state")
+        html.Div(
+            "{{ train_state }}{{ "
+            + js_literal(list(STATES_WITH_PROGRESS))
+            + ".includes(train_state) ? ' · ' + train_progress + ' %' : '' }}",
+            classes="text-caption",
+            id="train-state",
+        )
         html.Div(v_html=("train_curve",), id="train-curve", classes="my-1")
         html.Div("loss (amber), validation Dice (green)", classes="text-caption")
         html.Div("{{ train_text }}", classes="text-body-2", id="train-text")
@@ -303,7 +329,8 @@ class TrainingPanel:
             "density": "compact",
             "id": f"train-field-{f.name}",
             "disabled": (LOCKED,),
-            "hide_details": True,
+            "hide_details": "auto",
+            "error_messages": (f"train_field_errors['{f.name}'] || []",),
         }
         with html.Div(title=attribute_text(f.help), classes="mb-2", id=f"train-field-{f.name}-tip"):
             if f.name in JOB_FIELDS:
@@ -345,8 +372,59 @@ class TrainingPanel:
         except (TypeError, ValueError):
             raise InputError(f"Epochs: expected a whole number, got {self.state.train_epochs!r}.") from None
         if not 1 <= epochs <= MAX_EPOCHS:
-            raise InputError(f"Epochs: must be 1..{MAX_EPOCHS}, got {epochs}.")
+            raise InputError(f"Epochs: must be 1 to {MAX_EPOCHS} (per round), got {epochs}.")
         return epochs
+
+    def rounds(self, info: TrainingMethodInfo) -> int:
+        """How many times the job repeats the Epochs: the method's ``rounds`` field as the page holds it (1 for
+        a method without rounds, or while the field holds no valid number)."""
+        f = next((f for f in shown_fields(info) if f.name == ROUNDS_FIELD), None)
+        if f is None:
+            return 1
+        try:
+            return max(int(field_value(f, self.state[field_key(info.name, f.name)])), 1)
+        except InputError:
+            return 1
+
+    def epochs_hint(self, info: TrainingMethodInfo) -> str:
+        """The Epochs field's line: per round and in all, for a method with rounds."""
+        try:
+            epochs = self._epochs()
+        except InputError:
+            return f"1 to {MAX_EPOCHS}"
+        rounds = self.rounds(info)
+        if any(f.name == ROUNDS_FIELD for f in shown_fields(info)):
+            return (
+                f"{epochs} epochs × {rounds} round{'s' if rounds != 1 else ''} = up to {epochs * rounds} in all "
+                "(each round trains, then relabels; it stops early once the labels settle)"
+            )
+        return f"{epochs} epoch{'s' if epochs != 1 else ''} in all"
+
+    def field_problems(self, info: TrainingMethodInfo) -> dict[str, str]:
+        """Each field's problem as the page holds it (Epochs under ``epochs``): the typing, the bounds and the
+        choices of the method's descriptor. Empty when every field is fine."""
+        problems: dict[str, str] = {}
+        try:
+            self._epochs()
+        except InputError as e:
+            problems["epochs"] = str(e)
+        for f in shown_fields(info):
+            try:
+                value = field_value(f, self.state[field_key(info.name, f.name)])
+                if f.minimum is not None and isinstance(value, (int, float)) and value < f.minimum:
+                    raise InputError(f"{f.name}: must be ≥ {f.minimum:g}, got {value}.")
+                if f.choices and value not in f.choices and f.name not in JOB_FIELDS:
+                    raise InputError(f"{f.name}: use one of {', '.join(map(str, f.choices))}, got {value!r}.")
+            except InputError as e:
+                problems[f.name] = str(e)
+        return problems
+
+    def _check_fields(self, **_: Any) -> None:
+        """Shown at the field as it is typed (the state of the method that is chosen)."""
+        info = self.methods.get(self.state.train_method)
+        if info is None:
+            return
+        self._set(train_field_errors=self.field_problems(info), train_epochs_hint=self.epochs_hint(info))
 
     def case_ids(self) -> list[str]:
         """The open case, then other catalogue cases of the same modality (sorted), ``train_cases`` in all."""
@@ -356,9 +434,16 @@ class TrainingPanel:
         except (TypeError, ValueError):
             n = MIN_CASES
         n = min(max(n, MIN_CASES), MAX_CASES)
-        others = sorted(c.id for c in self.app.cases.values() if c.modality == case.modality and c.id != case.id)
+        case.reference_mask("Training on the open case")  # an image opened from the folder has none
+        others = sorted(
+            c.id
+            for c in self.app.cases.values()
+            if c.modality == case.modality and c.id != case.id and c.mask is not None
+        )
         if not others:
-            raise InputError(f"No other {case.modality} case in the catalogue: a job needs at least 2 cases.")
+            raise InputError(
+                f"No other {case.modality} case with a reference mask in the catalogue: a job needs at least 2 cases."
+            )
         return [case.id, *others[: n - 1]]
 
     def section(self, info: TrainingMethodInfo) -> dict[str, Any]:
@@ -391,14 +476,21 @@ class TrainingPanel:
     async def start(self) -> None:
         if self.app.case is None or self.state.train_running or self.state.train_busy:
             return  # (a cancelled worker may still be exiting: that does not block a new job in a new folder)
-        self._set(train_error="", train_busy=True, train_text="Building the dataset…", train_progress=0)
+        self._set(
+            train_error="", train_busy=True, train_text="Checking the settings…", train_progress=0,
+            train_state="starting",
+        )  # fmt: skip
         await asyncio.sleep(0.05)
         spec_path: Path | None = None
+        info: TrainingMethodInfo | None = None
         try:
             info = registry.training_method(self.state.train_method)
+            problems = self.field_problems(info)  # a bad field is refused, at the field, before anything is built
+            if problems:
+                self._set(train_field_errors=problems)
+                raise InputError(next(iter(problems.values())))
             ids = self.case_ids()
-            self.section(info)  # a bad field is refused before the dataset is built
-            self._epochs()
+            self._set(train_text="Building the dataset…")
             dataset = await asyncio.to_thread(training_dataset, self._inside("datasets", "-".join(ids)), ids,
                                               self.data_dir)  # fmt: skip
             name = f"{info.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -415,7 +507,19 @@ class TrainingPanel:
         except InputError as e:
             if spec_path is not None:
                 spec_path.unlink(missing_ok=True)  # nothing started: no job to keep a record of
-            self._set(train_error=str(e), train_busy=False, train_text="")
+            message = str(e)
+            field = self._field_of(info, message)
+            errors = dict(self.state.train_field_errors or {})
+            if field is not None:
+                errors[field] = message
+            self._set(
+                train_error=message,  # in the alert that stays on screen, and at the field when it names one
+                train_field_errors=errors,
+                train_busy=False,
+                train_text="",
+                train_state="not started",
+                train_progress=0,
+            )
             return
         self.job = job
         self._losses, self._dices = [], []
@@ -430,6 +534,16 @@ class TrainingPanel:
         )
         self._watcher = asyncio.ensure_future(self._watch(job))
 
+    def _field_of(self, info: TrainingMethodInfo | None, message: str) -> str | None:
+        """The field an error message names ("rounds: must be ≥ 1 …", "Epochs: …"), if the page shows it."""
+        head = message.split(":", 1)[0].strip()
+        if head.lower() == "epochs":
+            return "epochs"
+        name = head.rsplit(".", 1)[-1]  # a spec check may name "section.field"
+        if info is not None and any(f.name == name for f in shown_fields(info)):
+            return name
+        return None
+
     def cancel(self) -> None:
         """SIGTERM to the worker (it stops after its current step); the watcher shows "cancelled"."""
         if self.job is not None and self.job.running:
@@ -438,10 +552,13 @@ class TrainingPanel:
 
     async def _watch(self, job: Any) -> None:
         """Poll the job every POLL_S seconds; a file read per tick, never a blocking wait."""
-        epochs = int(job.spec.epochs)
+        per_round = int(job.spec.epochs)
+        info = registry.training_method(job.spec.method)
+        rounds = self.rounds(info) if any(f.name == ROUNDS_FIELD for f in shown_fields(info)) else 1
+        self._plan = (per_round, rounds)
         try:
             while True:
-                self._show(job, job.poll(), epochs)
+                self._show(job, job.poll(), per_round * rounds)
                 if job.state != "running":
                     break
                 await asyncio.sleep(POLL_S)
@@ -461,7 +578,7 @@ class TrainingPanel:
             if kind == "start":
                 epochs = int(e.get("epochs", epochs))
                 where = f" on {e['device']}" if e.get("device") else ""
-                text = f"Started{where}: {epochs} epochs."
+                text = f"Started{where}: {self._plan_text(epochs)}."
             elif kind == "prepare":
                 text = f"Preparing crops: {e.get('index', 1)} / {e.get('total')}."
             elif kind == "step":
@@ -477,8 +594,11 @@ class TrainingPanel:
                     self._losses.append(float(e.get("loss", 0.0)))
                 progress = 100.0 * int(e["epoch"]) / max(epochs, 1)
                 dice = e.get("val_dice")
-                text = f"Epoch {e['epoch']} / {epochs}: loss {float(e.get('loss', 0)):.3f}" + (
-                    f", validation Dice {float(dice):.3f}" if dice is not None else ""
+                loss = e.get("loss")
+                text = (
+                    f"{self._epoch_text(int(e['epoch']), epochs, e.get('round'))}: loss "
+                    + (f"{float(loss):.3f}" if loss is not None else "–")
+                    + (f", validation Dice {float(dice):.3f}" if dice is not None else "")
                 )
         updates: dict[str, Any] = {"train_state": job.state, "train_running": job.state == "running"}
         if text is not None:
@@ -487,7 +607,11 @@ class TrainingPanel:
             updates["train_progress"] = round(min(progress, 100.0), 1)
         if events:
             updates["train_curve"] = curve_svg(self._losses, self._dices)
-        if job.state == "done":
+        if job.state == "done" and not (job.output / "model.json").is_file():
+            # the worker ended without an error but wrote no model: not "done" (nothing to apply)
+            updates.update(train_state="ended without a model", train_running=False)
+            updates["train_error"] = f"Training ended without writing a model in {job.output.name}. {job.log_tail()}"
+        elif job.state == "done":
             self.model_path = job.output
             self.model_method = registry.training_method(job.spec.method)
             updates.update(train_progress=100, train_model=job.output.name)
@@ -498,6 +622,23 @@ class TrainingPanel:
         elif job.state == "failed":
             updates["train_error"] = f"Training failed: {job.error}"
         self._set(**updates)
+
+    def _plan_text(self, total: int) -> str:
+        per_round, rounds = getattr(self, "_plan", (total, 1))
+        if rounds > 1:
+            return f"{per_round} epochs × {rounds} rounds (up to {total} epochs in all)"
+        return f"{total} epochs"
+
+    def _epoch_text(self, epoch: int, total: int, round_number: Any) -> str:
+        """ "Epoch 39 / 200", or with rounds "Round 1 / 2 · epoch 39 / 200 (39 of 400 in all)"."""
+        per_round, rounds = getattr(self, "_plan", (total, 1))
+        if rounds > 1 and per_round > 0:
+            r = int(round_number) if round_number is not None else (epoch - 1) // per_round + 1
+            in_round = epoch - (r - 1) * per_round
+            if 1 <= in_round <= per_round:
+                return f"Round {r} / {rounds} · epoch {in_round} / {per_round} ({epoch} of {total} in all)"
+            return f"Round {r} / {rounds} · epoch {epoch} of {total} in all"
+        return f"Epoch {epoch} / {total}"
 
     async def apply(self) -> None:
         """Predict with the last finished model on the open case (worker thread); the mask becomes a segment."""
