@@ -46,6 +46,7 @@ from WeakAnnotateLib.scene.slicer_runtime import SlicerRuntime
 
 from .browse_panel import BrowsePanel
 from .html_text import attribute_text
+from .loop_panel import LoopPanel
 from .modes import Mode, page_modes
 from .presets import PRESETS, default_preset, preset
 from .saved_work import restore_saved_work
@@ -221,6 +222,7 @@ class WeakAnnotateWebApp:
                     html.Div("{{ status }}", classes="text-body-2 mt-2", id="status")
                     v3.VDivider(classes="my-3")
                     self.training.build_ui()
+                    self.loop = LoopPanel(self).build_ui()
             with layout.content, v3.VContainer(fluid=True, classes="fill-height pa-0"):
                 with html.Div(style="width: 100%; height: 100%;", id="views"):
                     self.layout_manager.initialize_layout_grid(layout)
