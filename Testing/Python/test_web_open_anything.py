@@ -228,3 +228,89 @@ def test_open_own_image_save_close_reopen_continue(browser: Any, server: dict[st
     assert status.startswith("Loaded your saved work: 3 points (extreme"), status
     assert "from 'mywork'" in status and _state(page, "save_name") == "mywork"
     context.close()
+
+
+def test_restore_puts_saved_segments_and_points_back(tmp_path: Path) -> None:
+    """restore_saved_work on real MRML nodes (no browser): two saves of a case — an older one with a segment
+    and 2 surface points, a newer one with a segment, 3 extreme points — plus a box save (an ROI). All three
+    segments come back; each mode's list gets its newest points; the ROI gives box mode its two corners."""
+    from types import SimpleNamespace
+
+    from WeakAnnotateLib.core.box import Box
+    from WeakAnnotateLib.files.image_io import read_image
+    from WeakAnnotateLib.scene.mrml_adapter import (
+        add_points_node,
+        add_roi_node,
+        add_segmentation_node,
+        add_volume_node,
+        points_of_node,
+        segment_ids,
+        set_segment_mask,
+        write_node_file,
+    )
+    from WeakAnnotateLib.scene.segmentation_io import write_segmentation
+    from WeakAnnotateLib.scene.slicer_runtime import new_headless_runtime
+    from WeakAnnotateWeb.saved_work import restore_saved_work
+
+    rt = new_headless_runtime()
+    image = read_image(_volume(tmp_path / "img.nii.gz"))
+    ws = Workspace(tmp_path / "work")
+    folder = ws.case_folder("c1", create=True)
+    centre = image.geometry.index_to_ras(np.array([[20, 24, 24]]))[0]
+
+    def save(name: str, segment: str, points: Any, labels: list[str], when: int) -> None:
+        volume = add_volume_node(rt, image, "v")
+        seg = add_segmentation_node(rt, "s", volume)
+        mask = np.zeros(image.array.shape, bool)
+        mask[15:25, 20:28, 20:28] = True
+        set_segment_mask(rt, seg, mask, image.geometry, segment, (1.0, 0.0, 0.0))
+        write_segmentation(folder / f"{name}.seg.nrrd", seg)
+        node = add_points_node(rt, points, labels) if labels else add_roi_node(rt, points)
+        write_node_file(node, folder / f"{name}.mrk.json")
+        for p in folder.glob(f"{name}.*"):
+            os.utime(p, (when, when))
+
+    offsets = np.array([[-6.0, 0, 0], [6, 0, 0], [0, 6, 0]])
+    save("old", "GTV first", centre + offsets[:2], ["S1", "S2"], 1000)
+    save("new", "GTV second", centre + offsets, ["P1", "P2", "P3"], 2000)
+    save("box", "GTV box", Box(center=centre, size=np.array([8.0, 10, 12]), axes=np.eye(3)), [], 3000)
+
+    volume = add_volume_node(rt, image, "c1")
+    modes = {key: SimpleNamespace(key=key, label_format=fmt) for key, fmt in
+             (("extreme", "P%d"), ("surface", "S%d"), ("box", "C%d"))}  # fmt: skip
+    points_nodes = {}
+    for key in modes:
+        node = rt.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", f"{key} points")
+        points_nodes[key] = node
+
+    class State(SimpleNamespace):
+        def __enter__(self) -> State:
+            return self
+
+        def __exit__(self, *_: Any) -> None:
+            pass
+
+    app = SimpleNamespace(
+        rt=rt,
+        case=SimpleNamespace(id="c1"),
+        workspace=ws,
+        segmentation_node=add_segmentation_node(rt, "c1 segmentation", volume),
+        modes=modes,
+        points_nodes=points_nodes,
+        state=State(status="Opened c1.", save_name="extreme_points"),
+    )
+    restored = restore_saved_work(app)
+    names = [
+        app.segmentation_node.GetSegmentation().GetSegment(s).GetName() for s in segment_ids(app.segmentation_node)
+    ]
+    assert names == ["GTV first", "GTV second", "GTV box"]  # oldest save first
+    extreme, _ = points_of_node(points_nodes["extreme"])
+    surface, _ = points_of_node(points_nodes["surface"])
+    corners, _ = points_of_node(points_nodes["box"])
+    assert np.abs(extreme - (centre + offsets)).max() < 1e-3 and np.abs(surface - (centre + offsets[:2])).max() < 1e-3
+    assert np.abs(corners - (centre + np.array([[-4.0, -5, -6], [4, 5, 6]]))).max() < 1e-3
+    assert app.state.save_name == "box" and restored.problems == []
+    assert app.state.status == (
+        "Loaded your saved work: 3 segments, 2 points (surface, from 'old'), 3 points (extreme, from 'new'), "
+        "2 points (box, from 'box')."
+    )

@@ -27,7 +27,9 @@ import asyncio
 import contextlib
 import hmac
 import html
+import json
 import logging
+import os
 import re
 import secrets
 import signal
@@ -370,3 +372,35 @@ def run_launcher(
             await runner.cleanup()
 
     asyncio.run(main())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m WeakAnnotateWeb.launcher CONFIG``: what ``serve`` becomes once it has checked its options
+    (``serve_command.serve_sessions``). CONFIG is JSON: the app process's argv but its port, the bounds, the
+    address, the work folder (for the first line)."""
+    config = json.loads((sys.argv[1:] if argv is None else argv)[0])
+    base = [str(a) for a in config["child"]]
+    launcher = Launcher(
+        lambda port: [*base, "--port", str(port)],
+        max_sessions=int(config["max_sessions"]),
+        grace_s=float(config["grace_s"]),
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    host = str(config["host"])
+    print(f"weakannotate serve: work folder {config['work']}", flush=True)
+    print(
+        f"weakannotate serve: up to {launcher.max_sessions} browser tabs at once, each its own session; "
+        "starting the first…",
+        flush=True,
+    )
+
+    def announce(port: int) -> None:
+        shown = f"[{host}]" if ":" in host else host
+        print(f"Open http://{shown}:{port}/?secret={launcher.secret}", flush=True)
+
+    run_launcher(launcher, host, int(config["port"]), announce)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import errno
 import ipaddress
+import json
 import os
 import socket
 import sys
@@ -181,43 +182,33 @@ def run(args: argparse.Namespace) -> int:
     return serve_sessions(args)
 
 
-def child_command(args: argparse.Namespace) -> Any:
-    """The argv of an app process for a port: this command's own options, on loopback, as a session child."""
+def child_command(args: argparse.Namespace) -> list[str]:
+    """The argv of an app process, but its ``--port``: this command's own options, on loopback, as a session."""
     base = [sys.executable, "-m", "WeakAnnotateLib.cli.main", "serve", "--session-child", "--host", "127.0.0.1"]
     for option in ("data", "work", "case", "box_model"):
         value = getattr(args, option)
         if value is not None:
             base += [f"--{option.replace('_', '-')}", str(Path(value).absolute()) if option != "case" else value]
-
-    def command(port: int) -> list[str]:
-        return [*base, "--port", str(port)]
-
-    return command
+    return base
 
 
 def serve_sessions(args: argparse.Namespace) -> int:
-    """The launcher on the served address: one app process per tab (see :mod:`WeakAnnotateWeb.launcher`)."""
-    from .launcher import Launcher, run_launcher  # aiohttp: only when serving, not for every CLI command
+    """The launcher on the served address: one app process per tab (see :mod:`WeakAnnotateWeb.launcher`).
 
-    launcher = Launcher(
-        child_command(args),
-        max_sessions=int(args.max_sessions),
-        grace_s=float(args.session_grace),
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    print(f"weakannotate serve: work folder {Path(args.work).expanduser().resolve()}", flush=True)
-    print(
-        f"weakannotate serve: up to {int(args.max_sessions)} browser tabs at once, each its own session; "
-        "starting the first…",
-        flush=True,
-    )
-
-    def announce(port: int) -> None:
-        shown = f"[{args.host}]" if ":" in args.host else args.host
-        print(f"Open http://{shown}:{port}/?secret={launcher.secret}", flush=True)
-
-    run_launcher(launcher, args.host, args.port, announce)
-    return 0
+    Everything is checked by now, so this process becomes the launcher alone (``exec``, same process id): the
+    launcher needs neither the command line's imports nor a box model loaded to check it (~0.3-1 GB)."""
+    config = {
+        "child": child_command(args),
+        "max_sessions": int(args.max_sessions),
+        "grace_s": float(args.session_grace),
+        "host": args.host,
+        "port": int(args.port),
+        "work": str(Path(args.work).expanduser().resolve()),
+    }
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "WeakAnnotateWeb.launcher", json.dumps(config)])
+    return 0  # not reached
 
 
 def _exit_with_parent(app: Any) -> None:
