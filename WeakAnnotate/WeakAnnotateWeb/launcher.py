@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 START_TIMEOUT_S = 180.0  # an app process that has not answered by then is stopped and the tab told
 REAP_EVERY_S = 1.0
 STOP_WAIT_S = 10.0  # SIGTERM, then this long, then SIGKILL
+HEARTBEAT_S = 30.0
 FIRST_CONNECT_S = 60.0  # a tab sent to its session has this long (or the grace period if longer) to connect
 OPEN_LINE = re.compile(r"^Open (http://127\.0\.0\.1:(\d+)/\?secret=(\S+))")
 SESSION_PATH = "/s/{sid}/"
@@ -301,7 +302,8 @@ class Launcher:
         if not same_origin(request.headers.get("Origin", ""), request.headers.get("Host", "")):
             return web.Response(status=403, text="origin refused")
         assert self._http is not None
-        browser = web.WebSocketResponse(max_msg_size=0, autoping=True)
+        # pings every HEARTBEAT_S: a tab that vanished without closing its socket (sleep, network) is noticed
+        browser = web.WebSocketResponse(max_msg_size=0, autoping=True, heartbeat=HEARTBEAT_S)
         await browser.prepare(request)
         session.clients += 1
         session.connected = True
