@@ -519,7 +519,7 @@ def _list_system(
     compiled: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Flat indices, neighbour lists (−1 = fixed or outside), edge weights, diagonal and right-hand side
-    (compiled when the kernel has ``rw_list_setup``: 0.24 → 0.02 s for 670 k unknowns; numpy otherwise)."""
+    (compiled when the kernel has ``rw_list_setup``, version 3; numpy otherwise, the same lists and values)."""
     flat = np.flatnonzero(unknown.ravel())
     n = flat.size
     index = np.full(unknown.size, -1, np.int32)
