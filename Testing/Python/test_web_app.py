@@ -300,7 +300,7 @@ def test_six_clicks_segment_seventh_undo_save(page: Any, server: dict[str, Any],
     _wait_state(page, "n_points", lambda v: v == 7)
     page.wait_for_selector("#error")
     assert "Exactly 6 extreme points are needed, got 7" in page.locator("#error").inner_text()
-    page.click("#undo-point")
+    page.click("#undo")
     _wait_state(page, "n_points", lambda v: v == 6)
     page.wait_for_selector("#error", state="detached")
     page.click("#place-points")
@@ -313,6 +313,7 @@ def test_six_clicks_segment_seventh_undo_save(page: Any, server: dict[str, Any],
     moved[0] = moved[0] + 6.0 * inward / np.linalg.norm(inward)
     before = page.locator("#status").inner_text()
     _drag_ras(page, reference["points"][0], moved[0])
+    _wait_state(page, "undo_label", lambda v: v.startswith("move"))  # the server has the move (an undoable action)
     page.click("#segment")
     page.wait_for_function(
         "(b) => { const s = document.querySelector('#status').innerText; "
@@ -400,6 +401,7 @@ def test_surface_points_fit_move_refit_save(page: Any, server: dict[str, Any], r
     moved[0] = moved[0] + 4.0 * outward / np.linalg.norm(outward)
     before = page.locator("#status").inner_text()
     _drag_ras(page, points[0], moved[0])
+    _wait_state(page, "undo_label", lambda v: v.startswith("move"))  # the server has the move (an undoable action)
     page.click("#fit-template")
     page.wait_for_function(
         "(b) => { const s = document.querySelector('#status').innerText; "
@@ -622,21 +624,36 @@ def test_box_correction_raw_and_corrected_segments_save_json(
     print("status after Correct boxes:", status)
     assert " slice boxes in " in status and "Warning" not in status  # the model was trained on MR, this is MR
 
+    # three segments in the list (the box, its raw and its corrected slice boxes); the corrected one is active
+    name = _state(page, "segment_name")
+    segments = {s["name"]: s for s in _state(page, "segments")}
+    assert set(segments) == {f"{name} — box", f"{name} — raw boxes", f"{name} — corrected"}, segments
+    assert len({s["color"] for s in segments.values()}) == 3
+    assert _state(page, "active_segment") == segments[f"{name} — corrected"]["id"]
+
+    # Save writes the active segment with its box and its slice boxes, nothing else
     page.fill("#save-name", "tumour")
     page.click("#save")
     page.wait_for_function("() => document.querySelector('#status').innerText.startsWith('Saved')")
     folder: Path = box_server["work"] / BOX_CASE
     assert sorted(p.name for p in folder.iterdir()) == ["tumour.mrk.json", "tumour.seg.nrrd", "tumour_slice_boxes.json"]
+    # the raw boxes, picked in the list, saved under another name: their box, no slice boxes document
+    page.evaluate("(s) => window.trame.state.set('active_segment', s)", segments[f"{name} — raw boxes"]["id"])
+    _wait_state(page, "active_name", lambda v: v == f"{name} — raw boxes")
+    page.fill("#save-name", "tumour_raw")
+    page.click("#save")
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('tumour_raw.seg.nrrd')")
+    assert sorted(p.name for p in folder.glob("tumour_raw*")) == ["tumour_raw.mrk.json", "tumour_raw.seg.nrrd"]
 
-    name = _state(page, "segment_name")
-    seg = read_segmentation(new_headless_runtime(), folder / "tumour.seg.nrrd")
-    segmentation = seg.GetSegmentation()
-    ids = {segmentation.GetNthSegment(i).GetName(): segmentation.GetNthSegmentID(i) for i in range(3)}
-    assert set(ids) == {f"{name} box", f"{name} raw boxes", f"{name} corrected"}, ids
-    raw = segment_mask(seg, ids[f"{name} raw boxes"], geometry)
-    corrected = segment_mask(seg, ids[f"{name} corrected"], geometry)
-    colors = [segmentation.GetSegment(ids[f"{name} {k}"]).GetColor() for k in ("raw boxes", "corrected")]
-    assert np.abs(np.subtract(*colors)).max() > 0.1, colors
+    def only(path: Path) -> tuple[str, np.ndarray]:
+        seg = read_segmentation(new_headless_runtime(), path)
+        segmentation = seg.GetSegmentation()
+        assert segmentation.GetNumberOfSegments() == 1
+        return segmentation.GetNthSegment(0).GetName(), segment_mask(seg, segmentation.GetNthSegmentID(0), geometry)
+
+    raw_name, raw = only(folder / "tumour_raw.seg.nrrd")
+    corrected_name, corrected = only(folder / "tumour.seg.nrrd")
+    assert (raw_name, corrected_name) == (f"{name} — raw boxes", f"{name} — corrected")
     print(f"raw boxes {int(raw.sum())} voxels, corrected {int(corrected.sum())} voxels")
     assert 0 < corrected.sum() < raw.sum() and not (corrected & ~raw).any()
 

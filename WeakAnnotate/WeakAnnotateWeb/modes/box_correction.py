@@ -1,15 +1,15 @@
-"""Box mode: two opposite corners → an ROI and its voxels as a segment; *Correct boxes* (``serve --box-model``)
-tightens it slice by slice with the patch classifier; *Save* also writes the corrected slice boxes."""
+"""Box mode: two opposite corners → an ROI and its voxels as a new segment "<object> — box"; *Correct boxes*
+(``serve --box-model``) tightens the box slice by slice with the patch classifier into two more segments,
+"<object> — raw boxes" and "<object> — corrected". Each keeps a copy of its box; the corrected one also the
+slice boxes document, which *Save* writes beside it as ``<name>_slice_boxes.json``."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from trame.widgets import html
 from trame.widgets import vuetify3 as v3
-from WeakAnnotateLib.core.colors import segment_color
 from WeakAnnotateLib.core.errors import InputError
 from WeakAnnotateLib.evaluation.simulate import box_mask
 from WeakAnnotateLib.methods.box_correction.classifier import apply_to_nodes, modality_warnings
@@ -24,11 +24,12 @@ from WeakAnnotateLib.scene.mrml_adapter import (
     set_segment_mask,
 )
 
+from ..segments import NAME_DASH, SegmentRecord
 from .base import Mode, SavePlan, register
 
 BOX_CORNERS = 2
 NO_BOX_MODEL_MESSAGE = "Correcting boxes needs a trained classifier: start the server with --box-model FOLDER."
-SLICE_BOXES_SUFFIX_STEM = "_slice_boxes"  # Save: <name>_slice_boxes.json beside <name>.mrk.json
+SLICE_BOXES_SUFFIX = "_slice_boxes.json"  # Save: <name>_slice_boxes.json beside <name>.mrk.json
 
 
 @register
@@ -45,9 +46,6 @@ class BoxCorrectionMode(Mode):
         self.roi_node: Any = None  # the ROI made from the two corners
         self.box_model = app.box_model  # a BoxCorrectionModel (serve --box-model) or None
         self.box_model_path = app.box_model_path
-        self.correction: Any = None  # the last BoxCorrectionResult, for the ROI box it was computed on
-        self.correction_box: Box | None = None
-        self.segment_ids: dict[str, str] = {}  # "raw"/"corrected" segment IDs of that result
         self.state.box_model_loaded = self.box_model is not None
         self.state.no_box_model_message = NO_BOX_MODEL_MESSAGE
 
@@ -61,7 +59,7 @@ class BoxCorrectionMode(Mode):
     def describe_points(self, n: int) -> tuple[str, str]:
         error = ""
         if n > BOX_CORNERS:
-            error = f"A box needs 2 corners, got {n}. Press 'Undo point' to remove the last one."
+            error = f"A box needs 2 corners, got {n}. Press Undo (Ctrl+Z) to remove the last one."
         return f"{n} / {BOX_CORNERS} corners placed." + (" Press 'Make box'." if n == BOX_CORNERS else ""), error
 
     def build_ui(self) -> None:
@@ -98,7 +96,17 @@ class BoxCorrectionMode(Mode):
     def case_closed(self) -> None:
         remove_node(self.app.slicer.scene, self.roi_node)
         self.roi_node = None
-        self.forget_correction()
+
+    def box(self) -> Box | None:
+        """The ROI shown now (None: no box yet)."""
+        return box_of_node(self.roi_node) if self.roi_node is not None else None
+
+    def set_box(self, box: Box | None) -> None:
+        """Show ``box`` as the ROI (None: none); undo and redo put boxes back this way."""
+        remove_node(self.app.slicer.scene, self.roi_node)
+        self.roi_node = add_roi_node(self.app.rt, box, "box") if box is not None else None
+        if self.roi_node is not None:
+            self.roi_node.GetDisplayNode().SetVisibility(self.state.mode == self.key)
 
     # --- the box ---------------------------------------------------------------------------------------
 
@@ -122,27 +130,18 @@ class BoxCorrectionMode(Mode):
         mask = box_mask(box, image.geometry)
         if not mask.any():
             raise InputError("The box contains no voxel centre of the image; click its corners on the image.")
-        name = f"{self.state.segment_name or 'object'} box"
-        self.forget_correction(remove_segments=True)  # its boxes belong to the old box
-        remove_node(app.slicer.scene, self.roi_node)
-        self.roi_node = add_roi_node(app.rt, box, "box")
-        set_segment_mask(app.rt, app.segmentation_node, mask, image.geometry, name, segment_color(name))
+        name = app.segments.result_name("box")
+        with app.change("Make box", roi=True):
+            self.set_box(box)
+            segment_id = set_segment_mask(
+                app.rt, app.segmentation_node, mask, image.geometry, name, app.segments.new_color(name)
+            )
+            app.segments.adopt(segment_id, SegmentRecord("box", self.key, points=corners.copy(), box=box))
         size = " x ".join(f"{v:.1f}" for v in box.size)
         app.report(status=f"Box {size} mm: segment '{name}' ({int(mask.sum())} voxels).")
         app.render_views()
 
     # --- box correction -------------------------------------------------------------------------------
-
-    def forget_correction(self, *, remove_segments: bool = False) -> None:
-        """Drop the last correction (a new box or case); optionally remove its two segments from the scene."""
-        segmentation_node = self.app.segmentation_node
-        if remove_segments and segmentation_node is not None:
-            segmentation = segmentation_node.GetSegmentation()
-            for segment_id in self.segment_ids.values():
-                if segmentation.GetSegment(segment_id) is not None:
-                    segmentation.RemoveSegment(segment_id)
-        self.correction = self.correction_box = None
-        self.segment_ids = {}
 
     async def correct_boxes(self) -> None:
         """Tighten the current box slice by slice (``box_correction.apply_to_nodes``); the raw and corrected
@@ -166,45 +165,39 @@ class BoxCorrectionMode(Mode):
 
     def show_correction(self) -> None:
         app = self.app
-        name = self.state.segment_name or "object"
+        obj = (self.state.segment_name if isinstance(self.state.segment_name, str) else "").strip() or "object"
+        base, n = f"{obj} {NAME_DASH}", 2
+        taken = {app.segments.name(s) for s in app.segments.ids()}
+        while f"{base} raw boxes" in taken or f"{base} corrected" in taken:
+            base, n = f"{obj} {NAME_DASH} ({n})", n + 1
         box = box_of_node(self.roi_node)
-        self.forget_correction(remove_segments=True)
-        result, ids = apply_to_nodes(
-            app.rt, app.volume_node, self.roi_node, app.segmentation_node, self.box_model, name=name
-        )
-        # apply_to_nodes checks the box's intensities; the case's modality against the training modalities here
-        result.warnings.extend(
-            w for w in modality_warnings(self.box_model, np.empty(0), app.case.modality) if w not in result.warnings
-        )
-        self.correction, self.correction_box, self.segment_ids = result, box, ids
+        with app.change("Correct boxes"):
+            result, ids = apply_to_nodes(
+                app.rt, app.volume_node, self.roi_node, app.segmentation_node, self.box_model, name=base
+            )
+            # apply_to_nodes checks the box's intensities; the case's modality against the training modalities here
+            result.warnings.extend(
+                w for w in modality_warnings(self.box_model, np.empty(0), app.case.modality) if w not in result.warnings
+            )
+            document = result.to_json(
+                image=app.case.id,
+                model=self.box_model.info.get("name", self.box_model_path),
+                patch_size=self.box_model.params.patch_size,
+            )
+            app.segments.adopt(ids["raw"], SegmentRecord("box_raw", self.key, box=box), activate=False)
+            app.segments.adopt(
+                ids["corrected"],
+                SegmentRecord("box_corrected", self.key, box=box, documents=[(SLICE_BOXES_SUFFIX, document)]),
+            )
         status = f"Corrected {len(result.slices)} slice boxes in {result.seconds:.2f} s."
         status += "".join(f" Warning: {w}" for w in result.warnings)
         app.report(status=status)
         app.render_views()
 
-    def slice_boxes_document(self) -> dict[str, Any] | None:
-        """The corrected boxes of the current ROI as ``BoxCorrectionResult.to_json``; None without a correction.
-        A box moved since 'Correct boxes' is an :class:`InputError` (the boxes would belong to the old one)."""
-        if self.correction is None or self.roi_node is None:
-            return None
-        box, old = box_of_node(self.roi_node), self.correction_box
-        if not (np.allclose(box.center, old.center, atol=1e-3) and np.allclose(box.size, old.size, atol=1e-3)):
-            raise InputError("The box changed since 'Correct boxes': press 'Correct boxes' again before saving.")
-        return self.correction.to_json(
-            image=self.app.case.id,
-            model=self.box_model.info.get("name", self.box_model_path),
-            patch_size=self.box_model.params.patch_size,
-        )
-
     # --- save -----------------------------------------------------------------------------------------
 
     def save_plan(self, name: str) -> SavePlan:
-        """The ROI as ``<name>.mrk.json``; after 'Correct boxes' also ``<name>_slice_boxes.json``. Without a
-        correction an older ``<name>_slice_boxes.json`` is removed: it belonged to another box."""
-        if self.roi_node is None:
-            raise InputError("Nothing to save: press 'Make box' first.")
-        boxes_path: Path = self.app.workspace.path(self.app.case.id, f"{name}{SLICE_BOXES_SUFFIX_STEM}", ".json")
-        document = self.slice_boxes_document()
-        if document is None:
-            return SavePlan(self.roi_node, stale=[boxes_path])
-        return SavePlan(self.roi_node, documents=[(boxes_path, document)])
+        """Without a segment: the ROI as ``<name>.mrk.json`` when there is one, else the corners."""
+        if self.roi_node is not None and self.box() is not None:
+            return SavePlan(self.roi_node)
+        return SavePlan(self.points_node)

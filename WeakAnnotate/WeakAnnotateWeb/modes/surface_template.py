@@ -1,4 +1,5 @@
-"""Surface-points mode: points on the object's boundary, *Fit template* fits the active-surface template."""
+"""Surface-points mode: points on the object's boundary, *Fit template* fits the active-surface template: a new
+segment "<object> — template, N points" that keeps a copy of the points."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import time
 from typing import Any
 
 from trame.widgets import vuetify3 as v3
-from WeakAnnotateLib.core.colors import segment_color
 from WeakAnnotateLib.core.errors import InputError
 from WeakAnnotateLib.methods.surface_template.active_surface import MIN_POINTS
 from WeakAnnotateLib.methods.surface_template.nodes import surface_template_from_nodes
+from WeakAnnotateLib.scene.mrml_adapter import points_of_node
 
+from ..segments import SegmentRecord
 from .base import Mode, register
 
 
@@ -59,16 +61,19 @@ class SurfaceTemplateMode(Mode):
         await app.show_busy("Fitting the template…")
         try:
             t0 = time.perf_counter()
-            name = self.state.segment_name or "object"
-            _, self.surface = surface_template_from_nodes(
-                app.rt,
-                app.volume_node,
-                self.points_node,
-                app.segmentation_node,
-                name,
-                segment_color(name),
-                surface=self.surface,
-            )
+            points = points_of_node(self.points_node)[0]
+            name = app.segments.result_name(f"template, {len(points)} points")
+            with app.change("Fit template"):
+                segment_id, self.surface = surface_template_from_nodes(
+                    app.rt,
+                    app.volume_node,
+                    self.points_node,
+                    app.segmentation_node,
+                    name,
+                    app.segments.new_color(name),
+                    surface=self.surface,
+                )
+                app.segments.adopt(segment_id, SegmentRecord("surface_template", self.key, points=points.copy()))
             dt = time.perf_counter() - t0
             app.report(status=f"Template '{name}' fitted to {app.defined_points()} points in {dt:.2f} s.")
             app.render_views()
