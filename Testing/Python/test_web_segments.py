@@ -10,6 +10,7 @@ Save over an existing name and switching case asking first.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -238,7 +239,10 @@ def test_views_fit_the_image_label_orientation_and_read_at_1280x800(page: Any, r
     assert page.locator(".view-label").count() == 12 and page.locator(".view-position").count() == 3
     # the position and the value under the mouse
     ras = reference["points"][0]
-    page.mouse.move(*_screen_xy(page, ras))
+    x, y = _screen_xy(page, ras)
+    for dx in (-4, -2, 0):  # a few moves: the view forwards moves, not a first position
+        page.mouse.move(x + dx, y)
+        time.sleep(0.1)
     text = _wait_state(page, "cursor_text", lambda t: t.startswith("R ") and "·" in t)
     shown = np.array([float(v) for v in text.split("·")[0].replace("R", "").replace("A", "").replace("S", "").split()])
     value = float(reference["array"][tuple(geometry.ras_to_index(ras[None])[0])])
@@ -256,6 +260,10 @@ def test_views_fit_the_image_label_orientation_and_read_at_1280x800(page: Any, r
         assert clipped == [], clipped
     finally:
         page.set_viewport_size({"width": 1400, "height": 760})
+        # the next tests click through the published geometry: wait for the refit at this size
+        _wait_state(page, "view_geometry", lambda g: g["Red"]["dimensions"][1] < 700)
+        _wait_state(page, "view_geometry", lambda _: all(_image_in_views(page, geometry).values()))
+        time.sleep(0.5)
 
 
 @browser_needed
@@ -399,6 +407,8 @@ def test_corrections_on_a_box_raise_dice(page: Any, server: dict[str, Any], refe
 def test_points_undo_redo_and_asking_before_losing_work(
     page: Any, server: dict[str, Any], reference: dict[str, Any]
 ) -> None:
+    from WeakAnnotateLib.scene.markups_io import read_points
+
     # Placing a point is undoable and redoable.
     n = int(_state(page, "n_points"))
     _place(page, reference["surface"][:1] + 0.0)
@@ -442,3 +452,20 @@ def test_points_undo_redo_and_asking_before_losing_work(
     page.click("#confirm-yes")
     _wait_state(page, "status", lambda s: s.startswith(f"Opened {OTHER_CASE}"), timeout_s=60)
     assert _state(page, "segments") == [] and not _state(page, "can_undo") and not _state(page, "unsaved")
+
+    # Back to the first case (nothing unsaved: no question): its saves load back as segments that know how
+    # they were made; the six-click segment saved with two corrective clicks takes a third click and saves again
+    # with its six points and its clicks.
+    page.evaluate("(c) => window.trame.state.set('case_id', c)", CASE_ID)
+    _wait_state(page, "case_id", lambda v: v == CASE_ID)
+    segments = _wait_state(page, "segments", lambda s: any(r["clicks"] == 2 for r in s), timeout_s=60)
+    assert not _state(page, "unsaved") and len({r["name"] for r in segments}) == len(segments), segments
+    row = next(r for r in segments if r["clicks"] == 2 and r["kind"] == "extreme_points")
+    page.evaluate("(s) => window.trame.state.set('active_segment', s)", row["id"])
+    _wait_state(page, "active_clicks", lambda v: v == 2)
+    folder = server["work"] / CASE_ID
+    mask = _only_mask(folder / "c2.seg.nrrd", reference["geometry"])
+    again = _correct(page, server, reference, mask, 3, "again", set())
+    assert not np.array_equal(again, mask)
+    six, _ = read_points(folder / "again.mrk.json", count=6, geometry=reference["geometry"])
+    assert np.abs(six - reference["points"]).max() < 1.0

@@ -22,7 +22,8 @@ from trame.widgets import html
 from trame.widgets import vuetify3 as v3
 from WeakAnnotateLib.core.errors import InputError
 from WeakAnnotateLib.methods.extreme_points.corrective import CLICKS_TAG, CorrectionSession, clicks_tag_value
-from WeakAnnotateLib.scene.mrml_adapter import remove_node, set_segment_mask
+from WeakAnnotateLib.methods.extreme_points.segmenter import segment_extreme_points
+from WeakAnnotateLib.scene.mrml_adapter import remove_node
 
 from .history import PackedMask
 
@@ -155,10 +156,17 @@ class Corrections:
         session = self.sessions.get(sid)
         if session is None or session.clicks != record.clicks:
             image = self.app.image()
-            base = record.base.unpack() if record.base is not None else self.app.segments.mask(sid)
-            session = CorrectionSession(
-                image.array, image.geometry, base, intensity_range=record.intensity_range, clicks=record.clicks
-            )
+            rng = record.intensity_range
+            if record.base is not None:
+                base = record.base.unpack()
+            elif record.clicks and record.kind == "extreme_points" and record.points is not None:
+                # loaded back with its clicks: the segment they corrected is the six points' own, derived again
+                six = segment_extreme_points(image.array, image.geometry, record.points)
+                base, rng = six.mask, tuple(float(v) for v in six.diagnostics["intensity_range"])
+                record.intensity_range = rng
+            else:  # (a segment loaded with clicks but no way to derive its base: the clicks apply to it as it is)
+                base = self.app.segments.mask(sid)
+            session = CorrectionSession(image.array, image.geometry, base, intensity_range=rng, clicks=record.clicks)
             self.sessions[sid] = session
         return session
 
@@ -171,11 +179,10 @@ class Corrections:
         result = session.add(point, positive)  # InputError: nothing changed
         del session.history[:-1]  # the warm start needs only the last solution (bounded memory)
         name = app.segments.name(sid)
-        geometry = app.image().geometry
         with app.change(f"{'Add' if positive else 'Remove'} click on '{name}'", segments=[sid]):
             if record.base is None:
                 record.base = PackedMask.pack(session.base)
-            set_segment_mask(app.rt, app.segmentation_node, result.mask, geometry, name)
+            app.segments.write_mask(sid, result.mask)
             app.segmentation_node.GetSegmentation().GetSegment(sid).SetTag(CLICKS_TAG, clicks_tag_value(result.clicks))
             record.clicks = list(result.clicks)
         app.segments.publish()

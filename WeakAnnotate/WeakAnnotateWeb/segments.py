@@ -24,11 +24,17 @@ from trame.widgets import html
 from trame.widgets import vuetify3 as v3
 from WeakAnnotateLib.core.colors import PALETTE, segment_color
 from WeakAnnotateLib.core.errors import InputError
-from WeakAnnotateLib.methods.extreme_points.corrective import CLICKS_TAG, Click
+from WeakAnnotateLib.methods.extreme_points.corrective import CLICKS_TAG, Click, stored_clicks
 from WeakAnnotateLib.methods.extreme_points.segmenter import POINTS_TAG as EXTREME_POINTS_TAG
 from WeakAnnotateLib.methods.surface_template.nodes import EFFORT_CLICKS_TAG, EFFORT_SECONDS_TAG
 from WeakAnnotateLib.methods.surface_template.nodes import POINTS_TAG as SURFACE_POINTS_TAG
-from WeakAnnotateLib.scene.mrml_adapter import image_of_node, segment_ids, segment_mask, set_segment_mask
+from WeakAnnotateLib.scene.mrml_adapter import (
+    image_of_node,
+    segment_ids,
+    segment_mask,
+    set_segment_mask,
+    stored_points,
+)
 
 from .history import PackedMask
 
@@ -186,10 +192,31 @@ class SegmentList:
         return self.segmentation.GetSegment(sid).GetName()
 
     def record(self, sid: str) -> SegmentRecord:
-        if sid not in self.records:  # painted elsewhere or added by the training panel: adopted as it is
-            name = self.name(sid)
-            self.records[sid] = SegmentRecord("model" if name.startswith("model ") else "other")
+        if sid not in self.records:  # loaded back, added by the training panel or painted elsewhere
+            self.records[sid] = self._record_from_tags(sid)
         return self.records[sid]
+
+    def _record_from_tags(self, sid: str) -> SegmentRecord:
+        """A segment the page did not make (saved work loaded back, a model's): what its tags say about how it
+        was made — the six points or the surface points it was made from, its corrective clicks — so that it
+        can be corrected further and saved again with its marks."""
+        try:
+            clicks = stored_clicks(self.node, sid)
+        except InputError:  # a damaged tag: the segment is kept, its clicks are not
+            clicks = []
+        modes = {m.method_name: m.key for m in self.app.modes.values()}
+        for kind, tag, valid in (
+            ("extreme_points", EXTREME_POINTS_TAG, lambda n: n == 6),
+            ("surface_template", SURFACE_POINTS_TAG, lambda n: n > 0),
+        ):
+            try:
+                points = stored_points(self.node, sid, tag)
+            except (InputError, ValueError, KeyError):
+                points = None
+            if points is not None and valid(len(points)):
+                return SegmentRecord(kind, modes.get(kind, ""), points=np.asarray(points, float), clicks=clicks)
+        kind = "model" if self.name(sid).startswith("model ") else "other"
+        return SegmentRecord(kind, clicks=clicks)
 
     def unique_name(self, base: str, *, ignore: str | None = None) -> str:
         """``base``, or ``base (2)``, ``(3)``… when another segment has that name."""
@@ -225,11 +252,19 @@ class SegmentList:
     def adopt_unknown(self) -> list[str]:
         """Segments that appeared without a mode (a model's prediction): a record, a colour of their own."""
         new = [s for s in self.ids() if s not in self.records]
-        for sid in new:
+        seen: set[str] = set()
+        for sid in self.ids():  # several saves of one segment load as copies of one name: numbered
             segment = self.segmentation.GetSegment(sid)
-            used = [tuple(self.segmentation.GetSegment(s).GetColor()) for s in self.ids() if s != sid]
+            if segment.GetName() in seen:
+                segment.SetName(self.unique_name(segment.GetName(), ignore=sid))
+            seen.add(segment.GetName())
+        used: list[tuple[float, float, float]] = []
+        for sid in self.ids():  # and get colours of their own
+            segment = self.segmentation.GetSegment(sid)
             if any(float(np.abs(np.subtract(segment.GetColor(), u)).max()) <= 0.2 for u in used):
                 segment.SetColor(*distinct_color(segment.GetName(), used))
+            used.append(tuple(segment.GetColor()))
+        for sid in new:
             self.adopt(sid, self.record(sid), activate=False)
         if new:
             self.set_active(new[-1])
@@ -396,6 +431,17 @@ class SegmentList:
         display.SetSegmentVisibility2DFill(sid, fill)
         display.SetSegmentVisibility2DOutline(sid, outline)
         self.records[sid] = snap.record.copy()
+
+    def write_mask(self, sid: str, mask: np.ndarray) -> None:
+        """Replace segment ``sid``'s voxels. Why the temporary name: ``set_segment_mask`` finds a segment by
+        name, and segments loaded back from several saves can share one."""
+        segment = self.segmentation.GetSegment(sid)
+        name = segment.GetName()
+        segment.SetName(sid)
+        try:
+            set_segment_mask(self.app.rt, self.node, mask, image_of_node(self.app.volume_node).geometry, sid)
+        finally:
+            self.segmentation.GetSegment(sid).SetName(name)
 
     def mask(self, sid: str) -> np.ndarray:
         return segment_mask(self.node, sid, image_of_node(self.app.volume_node).geometry)
