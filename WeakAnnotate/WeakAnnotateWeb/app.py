@@ -694,7 +694,11 @@ class WeakAnnotateWebApp:
                 before, after = self._points_cache.get(key, np.zeros((0, 3))), self._points_of(key)
                 what = self.modes[key].points_what
                 label = "place" if len(after) > len(before) else "move" if len(after) == len(before) else "remove"
-                self.history.record(f"{label} {what}", {("points", key): before}, {("points", key): after})
+                # what follows the points (box mode: a dragged corner moves the box) is part of the same action
+                also_before, also_after = self.modes[key].points_moved(before, after)
+                self.history.record(
+                    f"{label} {what}", {("points", key): before, **also_before}, {("points", key): after, **also_after}
+                )
                 self._points_cache[key] = after
                 self._publish_history()
         mode = self.mode

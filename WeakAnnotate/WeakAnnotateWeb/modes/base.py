@@ -81,6 +81,11 @@ class Mode:
     def case_closed(self) -> None:
         """Forget what belongs to the case being closed (the app removes the point lists itself)."""
 
+    def points_moved(self, before: Any, after: Any) -> tuple[dict[Any, Any], dict[Any, Any]]:
+        """The user changed this mode's points from ``before`` to ``after`` (N x 3 RAS): update what follows
+        them and return its history state (before, after), recorded with the points as one undoable action."""
+        return {}, {}
+
     def save_plan(self, name: str) -> SavePlan:
         """What *Save* writes as ``name``; an InputError refuses the save before anything is written."""
         return SavePlan(self.points_node)

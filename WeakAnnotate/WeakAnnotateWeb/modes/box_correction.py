@@ -32,6 +32,11 @@ NO_BOX_MODEL_MESSAGE = "Correcting boxes needs a trained classifier: start the s
 SLICE_BOXES_SUFFIX = "_slice_boxes.json"  # Save: <name>_slice_boxes.json beside <name>.mrk.json
 
 
+def _corner_box(corners: np.ndarray) -> Box:
+    """The axis-aligned box with two opposite corners at ``corners`` (2 x 3 RAS)."""
+    return Box(center=corners.mean(axis=0), size=np.abs(corners[1] - corners[0]), axes=np.eye(3))
+
+
 @register
 class BoxCorrectionMode(Mode):
     method_name = "box_correction"
@@ -48,6 +53,8 @@ class BoxCorrectionMode(Mode):
         self.box_model_path = app.box_model_path
         self.state.box_model_loaded = self.box_model is not None
         self.state.no_box_model_message = NO_BOX_MODEL_MESSAGE
+        self.state.box_bounds = []
+        self.drag_error = ""  # a corner dragged off the image: the message describe_points shows next
 
     @property
     def hint(self) -> str:
@@ -57,9 +64,13 @@ class BoxCorrectionMode(Mode):
         return f"{n} / {BOX_CORNERS} corners"
 
     def describe_points(self, n: int) -> tuple[str, str]:
-        error = ""
+        error, self.drag_error = self.drag_error, ""
         if n > BOX_CORNERS:
             error = f"A box needs 2 corners, got {n}. Press Undo (Ctrl+Z) to remove the last one."
+        box = self.box()
+        if n == BOX_CORNERS and box is not None:
+            size = " x ".join(f"{v:.1f}" for v in box.size)
+            return f"Box {size} mm. Drag a corner to resize it; 'Make box' fills it as a new segment.", error
         return f"{n} / {BOX_CORNERS} corners placed." + (" Press 'Make box'." if n == BOX_CORNERS else ""), error
 
     def build_ui(self) -> None:
@@ -96,6 +107,7 @@ class BoxCorrectionMode(Mode):
     def case_closed(self) -> None:
         remove_node(self.app.slicer.scene, self.roi_node)
         self.roi_node = None
+        self.publish_box()
 
     def box(self) -> Box | None:
         """The ROI shown now (None: no box yet)."""
@@ -107,6 +119,35 @@ class BoxCorrectionMode(Mode):
         self.roi_node = add_roi_node(self.app.rt, box, "box") if box is not None else None
         if self.roi_node is not None:
             self.roi_node.GetDisplayNode().SetVisibility(self.state.mode == self.key)
+        self.publish_box()
+
+    def publish_box(self) -> None:
+        """``box_bounds``: the box's lowest and highest RAS corner in mm ([] without a box), for the page and tests."""
+        box = self.box()
+        bounds: list[list[float]] = []
+        if box is not None:
+            half = np.abs(box.axes) @ (np.asarray(box.size, float) / 2)
+            bounds = [(box.center - half).tolist(), (box.center + half).tolist()]
+        with self.state:
+            self.state.box_bounds = bounds
+
+    def points_moved(self, before: np.ndarray, after: np.ndarray) -> tuple[dict[Any, Any], dict[Any, Any]]:
+        """A corner of the shown box dragged (its two corner points, the box's handles, still the box's): the box
+        follows, in the same undoable action. The box's segment stays as made: 'Make box' again fills the new box."""
+        old = self.box()
+        if old is None or len(before) != BOX_CORNERS or len(after) != BOX_CORNERS or np.array_equal(before, after):
+            return {}, {}  # no box, not a move, or nothing moved (the app asks after every change, undo's too)
+        made = _corner_box(before)
+        if not (np.allclose(made.center, old.center, atol=1e-3) and np.allclose(made.size, old.size, atol=1e-3)):
+            return {}, {}  # the box was made from other corners (since undone or moved): leave it
+        box = _corner_box(after)
+        try:
+            check_box(box, image_of_node(self.app.volume_node).geometry)
+        except InputError as e:  # shown by describe_points, which the app calls next
+            self.drag_error = f"{e} The box stays as it was; drag the corner back or press Undo (Ctrl+Z)."
+            return {}, {}
+        self.set_box(box)
+        return {("roi",): old}, {("roi",): self.box()}
 
     # --- the box ---------------------------------------------------------------------------------------
 
@@ -125,7 +166,7 @@ class BoxCorrectionMode(Mode):
         if len(corners) != BOX_CORNERS:
             raise InputError(f"A box needs 2 corners, got {len(corners)}: click two opposite corners.")
         image = image_of_node(app.volume_node)
-        box = Box(center=corners.mean(axis=0), size=np.abs(corners[1] - corners[0]), axes=np.eye(3))
+        box = _corner_box(corners)
         check_box(box, image.geometry)
         mask = box_mask(box, image.geometry)
         if not mask.any():
