@@ -10,6 +10,7 @@ slice-normal extent stay as they were (to 1e-4 mm), and Ctrl+Z puts the box back
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,6 +122,10 @@ def test_drag_a_box_corner_moves_it_undo_redo(page: Any, case_by_id: Any) -> Non
     c1_side = np.where(lo < hi, 0, 1)
     for axis in np.flatnonzero(moved_axes):
         assert abs(moved[c1_side[axis], axis] - made[c1_side[axis], axis]) <= EXACT_MM, (axis, moved, made)
+    if os.environ.get("WEAKANNOTATE_WEB_BOX_SCREENSHOT"):  # docs/images/web_box_drag.png is made this way
+        for view in ("Green", "Yellow"):
+            _screen_xy(page, target, view)
+        page.screenshot(path=os.environ["WEAKANNOTATE_WEB_BOX_SCREENSHOT"])
     size = moved[1] - moved[0]
     assert "Box " + " x ".join(f"{v:.1f}" for v in size) in _state(page, "status"), _state(page, "status")
 

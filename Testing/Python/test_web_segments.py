@@ -10,6 +10,7 @@ Save over an existing name and switching case asking first.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -392,6 +393,10 @@ def test_corrections_on_a_box_raise_dice(page: Any, server: dict[str, Any], refe
         masks.append(_correct(page, server, reference, masks[-1], n, f"box{n}", signs))
     page.click(f"#correct-{_state(page, 'correcting')}")
     _wait_state(page, "correcting", lambda v: not v)
+    if os.environ.get("WEAKANNOTATE_WEB_SEGMENTS_SCREENSHOT"):  # docs/images/web_segments.png is made this way
+        for view in ("Red", "Green", "Yellow"):
+            _screen_xy(page, (lo + hi) / 2, view)
+        page.screenshot(path=os.environ["WEAKANNOTATE_WEB_SEGMENTS_SCREENSHOT"])
     dices = [_dice(ref, m) for m in masks]
     print("box: Dice after 0..3 corrective clicks:", [f"{d:.3f}" for d in dices])
     assert dices[3] > dices[0] + 0.05, dices

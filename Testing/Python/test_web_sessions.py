@@ -10,6 +10,7 @@ its refusal of another site's WebSocket.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
 import urllib.error
@@ -139,6 +140,8 @@ def test_two_users_interleave_and_each_keep_their_own(browser: Any, server: dict
     assert response.status == 503
     assert c.locator("h1").inner_text() == "All sessions are in use"
     assert "--max-sessions" in c.locator("body").inner_text()
+    if os.environ.get("WEAKANNOTATE_WEB_FULL_SCREENSHOT"):  # docs/images/web_sessions_full.png is made this way
+        c.screenshot(path=os.environ["WEAKANNOTATE_WEB_FULL_SCREENSHOT"])
 
     # A closes their tab: after the grace period its session ends; the third tab, reloaded, gets one.
     context_a.close()
