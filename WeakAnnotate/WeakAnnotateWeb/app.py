@@ -545,7 +545,10 @@ class WeakAnnotateWebApp:
 
     def _refit_later(self, view: Any) -> None:
         if self.volume_node is not None:
+            # Slicer's fit also moves the slice to the image's centre: a resize keeps the slice the user is on.
+            offset = view.get_slice_value()
             self._fit_view(view)
+            view.set_slice_value(offset)
             view.schedule_render()
             self._publish_view_geometry()
 
