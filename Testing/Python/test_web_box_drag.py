@@ -107,8 +107,9 @@ def test_drag_a_box_corner_moves_it_undo_redo(page: Any, case_by_id: Any) -> Non
     page.mouse.move(x1, y1, steps=8)
     time.sleep(0.2)
     page.mouse.up()
+    undo_label = _wait_state(page, "undo_label", lambda v: v.startswith("move"))  # the drag's action is recorded
     moved = np.array(_wait_state(page, "box_bounds", lambda b: len(b) == 2 and not np.allclose(b, made)), float)
-    undo_label = _wait_state(page, "undo_label", lambda v: v.startswith("move"))
+    print("history:", _state(page, "undo_label"), "| status:", _state(page, "status"))
     print("made", made.round(2).tolist(), "moved", moved.round(2).tolist(), "undo:", undo_label)
 
     # The box is the one spanned by C1 (unchanged) and the dragged C2: exact extent in mm.
