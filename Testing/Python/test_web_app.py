@@ -179,6 +179,15 @@ def _browser_page(browser: Any, url: str) -> Iterator[Any]:
     pg.goto(url)
     pg.wait_for_selector("#segment")
     _wait_state(pg, "view_geometry", lambda g: bool(g) and g[VIEW]["dimensions"][0] > 50)
+    # The views refit (asynchronously) while the page's layout settles; a click aimed with the geometry of
+    # before a refit lands millimetres off (seen under load): start once the geometry holds for 1.5 s.
+    settled, last = time.monotonic() + 30, None
+    while time.monotonic() < settled:
+        now = _state(pg, "view_geometry")
+        if now == last:
+            break
+        last = now
+        time.sleep(1.5)
     try:
         yield pg
     finally:
