@@ -172,6 +172,18 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
+def _settle_views(page: Any, timeout_s: float = 30.0) -> None:
+    """Return once the views' geometry holds for 1.5 s. Why: the views refit (asynchronously) while the page's
+    layout settles; a click aimed with the geometry of before a refit lands millimetres off (seen under load)."""
+    settled, last = time.monotonic() + timeout_s, None
+    while time.monotonic() < settled:
+        now = _state(page, "view_geometry")
+        if now == last:
+            return
+        last = now
+        time.sleep(1.5)
+
+
 @contextlib.contextmanager
 def _browser_page(browser: Any, url: str) -> Iterator[Any]:
     pg = browser.new_page(viewport={"width": 1400, "height": 760}, device_scale_factor=1)
@@ -179,15 +191,7 @@ def _browser_page(browser: Any, url: str) -> Iterator[Any]:
     pg.goto(url)
     pg.wait_for_selector("#segment")
     _wait_state(pg, "view_geometry", lambda g: bool(g) and g[VIEW]["dimensions"][0] > 50)
-    # The views refit (asynchronously) while the page's layout settles; a click aimed with the geometry of
-    # before a refit lands millimetres off (seen under load): start once the geometry holds for 1.5 s.
-    settled, last = time.monotonic() + 30, None
-    while time.monotonic() < settled:
-        now = _state(pg, "view_geometry")
-        if now == last:
-            break
-        last = now
-        time.sleep(1.5)
+    _settle_views(pg)
     try:
         yield pg
     finally:

@@ -19,8 +19,6 @@ from typing import Any
 import numpy as np
 import pytest
 from test_web_app import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     VIEW,
     _browser_page,
     _click_ras,
@@ -28,6 +26,7 @@ from test_web_app import (
     _serve,
     _state,
     _wait_state,
+    browser,  # noqa: F401 (the module's Chromium: a pytest fixture, used by name)
     browser_needed,
 )
 
@@ -43,14 +42,9 @@ def server(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 @pytest.fixture(scope="module")
-def page(server: dict[str, Any]) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        with _browser_page(chromium, server["url"]) as pg:
-            yield pg
-        chromium.close()
+def page(browser: Any, server: dict[str, Any]) -> Iterator[Any]:  # noqa: F811 (the imported fixture)
+    with _browser_page(browser, server["url"]) as pg:
+        yield pg
 
 
 def _bounds(page: Any) -> np.ndarray:

@@ -20,15 +20,15 @@ import numpy as np
 import pytest
 from scipy import ndimage
 from test_web_app import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     _box_corners,
     _browser_page,
     _click_ras,
     _screen_xy,
     _serve,
+    _settle_views,
     _state,
     _wait_state,
+    browser,  # noqa: F401 (the module's Chromium: a pytest fixture, used by name)
     browser_needed,
 )
 
@@ -43,14 +43,9 @@ def server(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 @pytest.fixture(scope="module")
-def page(server: dict[str, Any]) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        with _browser_page(chromium, server["url"]) as pg:
-            yield pg
-        chromium.close()
+def page(browser: Any, server: dict[str, Any]) -> Iterator[Any]:  # noqa: F811 (the imported fixture)
+    with _browser_page(browser, server["url"]) as pg:
+        yield pg
 
 
 @pytest.fixture(scope="module")
@@ -240,14 +235,7 @@ def test_views_fit_the_image_label_orientation_and_read_at_1280x800(page: Any, r
     assert page.locator(".view-label").count() == 12 and page.locator(".view-position").count() == 3
     # the position and the value under the mouse
     ras = reference["points"][0]
-    # The views refit (asynchronously) while the page's layout settles: hover only once their geometry holds.
-    settled, last = time.monotonic() + 60, None
-    while time.monotonic() < settled:
-        now = _state(page, "view_geometry")
-        if now == last:
-            break
-        last = now
-        time.sleep(1.5)
+    _settle_views(page, 60.0)  # hover only once the views' geometry holds
     x, y = _screen_xy(page, ras)
     for dx in (-4, -2, 0):  # a few moves: the view forwards moves, not a first position
         page.mouse.move(x + dx, y)
