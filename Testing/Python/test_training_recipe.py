@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_training import write_job as training_job
 from WeakAnnotateLib.core.errors import InputError
 from WeakAnnotateLib.files.cases import default_data_dir
 from WeakAnnotateLib.training.recipe import RecipeWindows, lr_factor, sized_channels, window_transform
@@ -93,23 +94,8 @@ def test_windows_oversample_the_object_and_keep_the_targets_values(augmentation)
 
 
 def write_job(folder: Path, name: str, ds: Path, **fields) -> Path:
-    spec = {
-        "dataset": str(ds),
-        "output": str(folder / name),
-        "method": "full_supervision",
-        "epochs": 1,
-        "batch_size": 1,
-        "patch_size": [32, 32, 32],
-        "channels": [4, 8, 16],
-        "spacing_mm": 4.0,
-        "device": "cpu",
-        "train_cases": CASES[:1],
-        "validation_cases": CASES[1:],
-        **fields,
-    }
-    path = folder / f"{name}.json"
-    path.write_text(json.dumps(spec), encoding="utf-8")
-    return path
+    """test_training's small job, on this module's two cases: one to train on, one to validate."""
+    return training_job(folder, name, ds, **{"train_cases": CASES[:1], "validation_cases": CASES[1:], **fields})
 
 
 def run_worker(path: Path, *extra: str) -> tuple[int, list[dict]]:
