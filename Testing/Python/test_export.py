@@ -236,9 +236,19 @@ def _pet_dataset(root: Path, case_by_id, *, references: bool = True) -> DatasetF
     return ds
 
 
-def test_nnunet_export_passes_nnunets_own_check(tmp_path: Path, case_by_id, capfd) -> None:
-    """capfd: nnU-Net's check prints from its worker processes."""
-    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+def test_nnunet_export_passes_nnunets_own_check(tmp_path: Path, case_by_id, capfd, monkeypatch) -> None:
+    """nnU-Net's own check, run on threads: its spawn process pool hung a CI machine for the whole run (the
+    check is the same code either way)."""
+    import multiprocessing.dummy
+
+    from nnunetv2.experiment_planning import verify_dataset_integrity as nnunet_check
+
+    class _ThreadPools:
+        @staticmethod
+        def get_context(_method: str):
+            return multiprocessing.dummy
+
+    monkeypatch.setattr(nnunet_check, "multiprocessing", _ThreadPools)
 
     ds = _pet_dataset(tmp_path / "ds", case_by_id)
     raw = tmp_path / "nnUNet_raw"
@@ -280,7 +290,7 @@ def test_nnunet_export_passes_nnunets_own_check(tmp_path: Path, case_by_id, capf
         reference = sitk.GetArrayFromImage(sitk.ReadImage(str(source.mask))) != 0
         assert np.array_equal(sitk.GetArrayFromImage(label), reference.astype(np.uint8))
 
-    verify_dataset_integrity(str(folder), 1)  # raises on any problem
+    nnunet_check.verify_dataset_integrity(str(folder), 1)  # raises on any problem
     printed = capfd.readouterr().out
     assert "Error" not in printed and "Warning" not in printed, printed
 
