@@ -208,6 +208,10 @@ def test_clicks_stored_on_the_segment_and_read_back(runtime, sarcoma: tuple[Imag
     outside = g.index_to_ras(np.array([[0, 0, 0]]))[0] - 100.0 * g.direction[:, 0]
     with pytest.raises(InputError, match="outside the image"):
         correct_from_nodes(rt, volume, seg_node, segment_id, [*clicks, Click.make(outside, True)])
+    empty = rt.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "no voxels")
+    with pytest.raises(InputError, match="no image data; load a volume first"):
+        correct_from_nodes(rt, empty, seg_node, segment_id, clicks, session=session)
+    rt.scene.RemoveNode(empty)
     assert rt.scene.GetNumberOfNodes() == n_nodes
     assert np.array_equal(segment_mask(seg_node, segment_id, g), before)
     assert stored_clicks(seg_node, segment_id) == clicks

@@ -36,6 +36,7 @@ from ...core.errors import InputError
 from ...core.geometry import Geometry
 from ...scene.markups_io import read_points
 from ...scene.mrml_adapter import (
+    geometry_of_node,
     image_of_node,
     points_of_node,
     points_tag_value,
@@ -506,12 +507,16 @@ def correct_from_nodes(
     segment's voxels and its clicks (tag ``WeakAnnotate.CorrectiveClicks``) change together, or not at all.
     Returns the segment ID, the result and the session to pass to the next call (warm start, undo).
     """
-    image = image_of_node(volume_node)
+    if volume_node is None or volume_node.GetImageData() is None:
+        raise InputError("The volume has no image data; load a volume first.")
+    geometry = geometry_of_node(volume_node)
     segmentation = segmentation_node.GetSegmentation()
     segment = segmentation.GetSegment(segment_id)
     if segment is None:
         raise InputError(f"Segment {segment_id!r} is not in {segmentation_node.GetName()}.")
-    if session is None or session.geometry is not image.geometry and not session.geometry.same_grid(image.geometry):
+    if session is None or not session.geometry.same_grid(geometry):
+        # Only a new session copies the voxels out of the node; a warm one already holds them.
+        image = image_of_node(volume_node)
         six = stored_points(segmentation_node, segment_id, POINTS_TAG)
         if six is not None and len(six) == 6:
             first = ExtremePointSegmenter(image.array, image.geometry, extreme_params).segment(six)
@@ -523,6 +528,6 @@ def correct_from_nodes(
     result = session.solve()
     name = segment.GetName()
     with scene_change(rt.scene):
-        set_segment_mask(rt, segmentation_node, result.mask, image.geometry, name)
+        set_segment_mask(rt, segmentation_node, result.mask, geometry, name)
         segmentation.GetSegment(segment_id).SetTag(CLICKS_TAG, clicks_tag_value(result.clicks))
     return segment_id, result, session
