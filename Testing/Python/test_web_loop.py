@@ -4,23 +4,29 @@ A loop dataset of three PET sarcomas (simulated six clicks) whose loop already f
 first case; in the page: New dataset (finds it) → Next case (the model's prediction is the starting segment) →
 two corrective clicks in the axial view (the robot user: the centre of the largest error, from the reference) →
 Accept → the dataset records the mask and the effort (2 corrective clicks, the seconds). The server is started
-and the page driven as in test_web_app.py (its helpers).
+and the page driven with test_web_app.py's helpers (its Chromium, page and clicks).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from test_annotation_loop import robot_click
-from test_web_app import CHROMIUM, CHROMIUM_ARGS, VIEW, _click_ras, _serve, _state, _wait_state, browser_needed
+from test_web_app import (  # noqa: F401 (browser: the module's Chromium, a pytest fixture used by name)
+    _browser_page,
+    _click_ras,
+    _serve,
+    _state,
+    _wait_state,
+    browser,
+    browser_needed,
+)
 
 CASES = ["ibsi_STS_001_PET", "ibsi_STS_002_PET", "ibsi_STS_003_PET"]
 DATASET = "pet-3-cases"  # the name the panel's New dataset gives these cases
@@ -49,30 +55,17 @@ def prepared(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base
 
 
-@contextlib.contextmanager
-def _page(url: str) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = chromium.new_page(viewport={"width": 1400, "height": 900}, device_scale_factor=1)
-        page.set_default_timeout(30_000)
-        page.goto(url)
-        page.wait_for_selector("#loop-next")
-        _wait_state(page, "view_geometry", lambda g: bool(g) and g[VIEW]["dimensions"][0] > 50)
-        try:
-            yield page
-        finally:
-            chromium.close()
-
-
-def test_next_prediction_two_corrections_accept_records_the_effort(data_dir: Path, prepared: Path) -> None:
+def test_next_prediction_two_corrections_accept_records_the_effort(
+    data_dir: Path,
+    prepared: Path,
+    browser: Any,  # noqa: F811 (the imported fixture)
+) -> None:
     from WeakAnnotateLib.data.dataset import DatasetFolder
     from WeakAnnotateLib.evaluation.metrics import dice
     from WeakAnnotateLib.files.image_io import read_image, read_mask
 
     root = prepared / "work" / "loop" / DATASET
-    with _serve(data_dir, prepared, CASES[0]) as running, _page(running["url"]) as page:
+    with _serve(data_dir, prepared, CASES[0]) as running, _browser_page(browser, running["url"]) as page:
         page.click("#loop-new")
         _wait_state(page, "loop_dataset", lambda v: v == DATASET)
         page.click("#loop-next")

@@ -29,6 +29,8 @@ from .history import PackedMask
 
 ADD_COLOR = (0.2, 0.9, 0.3)
 REMOVE_COLOR = (1.0, 0.25, 0.25)
+# The two mode buttons: (mode, icon, colour while on, what a click does to the active segment)
+MODE_BUTTONS = (("add", "plus", "green", "add to"), ("remove", "minus", "red", "remove from"))
 
 
 class Corrections:
@@ -194,26 +196,17 @@ class Corrections:
         with html.Div(v_if=("active_segment",), id="corrections", classes="mt-1"):
             with html.Div(classes="d-flex align-center flex-wrap ga-2"):
                 html.Span("Correct:", classes="text-body-2")
-                v3.VBtn(
-                    "Add",
-                    click=(self.toggle, "['add']"),
-                    id="correct-add",
-                    size="small",
-                    prepend_icon="mdi-plus",
-                    color=("correcting == 'add' ? 'green' : undefined",),
-                    disabled=("busy",),
-                    title="Clicks in the views add to the active segment",
-                )
-                v3.VBtn(
-                    "Remove",
-                    click=(self.toggle, "['remove']"),
-                    id="correct-remove",
-                    size="small",
-                    prepend_icon="mdi-minus",
-                    color=("correcting == 'remove' ? 'red' : undefined",),
-                    disabled=("busy",),
-                    title="Clicks in the views remove from the active segment",
-                )
+                for which, icon, colour, verb in MODE_BUTTONS:
+                    v3.VBtn(
+                        which.capitalize(),
+                        click=(self.toggle, f"['{which}']"),
+                        id=f"correct-{which}",
+                        size="small",
+                        prepend_icon=f"mdi-{icon}",
+                        color=(f"correcting == '{which}' ? '{colour}' : undefined",),
+                        disabled=("busy",),
+                        title=f"Clicks in the views {verb} the active segment",
+                    )
                 html.Span("{{ active_clicks }} clicks", classes="text-caption", id="click-count")
             v3.VAlert(
                 "{{ error }}",

@@ -37,7 +37,13 @@ from WeakAnnotateLib.methods.extreme_points.corrective import (
     clicks_tag_value,
     stored_clicks,
 )
-from WeakAnnotateLib.scene.mrml_adapter import image_of_node, remove_node, segment_mask, set_segment_mask
+from WeakAnnotateLib.scene.mrml_adapter import (
+    geometry_of_node,
+    image_of_node,
+    remove_node,
+    segment_mask,
+    set_segment_mask,
+)
 
 from .workspace import safe_name
 
@@ -131,10 +137,22 @@ class LoopPanel:
             v3.VBtn("Rank cases", click=self.rank, id="loop-rank", size="small", disabled=("!loop_dataset || " + BUSY,))
             v3.VBtn("Next case", click=self.next_case, id="loop-next", color="primary", size="small",
                     disabled=("!loop_dataset || " + BUSY,))  # fmt: skip
-            v3.VBtn("Add", click=(self.toggle, "['add']"), id="loop-add", size="small",
-                    color=("loop_correcting == 'add' ? 'green' : undefined",), disabled=("!loop_case || " + BUSY,))
-            v3.VBtn("Remove", click=(self.toggle, "['remove']"), id="loop-remove", size="small",
-                    color=("loop_correcting == 'remove' ? 'red' : undefined",), disabled=("!loop_case || " + BUSY,))
+            v3.VBtn(
+                "Add",
+                click=(self.toggle, "['add']"),
+                id="loop-add",
+                size="small",
+                color=("loop_correcting == 'add' ? 'green' : undefined",),
+                disabled=("!loop_case || " + BUSY,),
+            )
+            v3.VBtn(
+                "Remove",
+                click=(self.toggle, "['remove']"),
+                id="loop-remove",
+                size="small",
+                color=("loop_correcting == 'remove' ? 'red' : undefined",),
+                disabled=("!loop_case || " + BUSY,),
+            )
             v3.VBtn("Accept", click=self.accept, id="loop-accept", color="green", size="small",
                     disabled=("!loop_case || " + BUSY,))  # fmt: skip
         v3.VAlert("{{ loop_error }}", v_if=("loop_error",), type="error", density="compact", id="loop-error",
@@ -297,10 +315,11 @@ class LoopPanel:
         try:
             result = await asyncio.to_thread(self.session.add, point, positive)
             segmentation = self.app.segmentation_node
-            image = image_of_node(self.app.volume_node)
-            set_segment_mask(self.app.rt, segmentation, result.mask, image.geometry, f"loop {self.case_id}")
-            segmentation.GetSegmentation().GetSegment(self.segment_id).SetTag(CLICKS_TAG,
-                                                                               clicks_tag_value(result.clicks))
+            geometry = geometry_of_node(self.app.volume_node)  # (the session holds the voxels: no copy per click)
+            set_segment_mask(self.app.rt, segmentation, result.mask, geometry, f"loop {self.case_id}")
+            segmentation.GetSegmentation().GetSegment(self.segment_id).SetTag(
+                CLICKS_TAG, clicks_tag_value(result.clicks)
+            )
             self.app.render_views()
             effort = self._effort()
             await asyncio.to_thread(self.loop.save_draft, self.case_id, result.mask, effort)
@@ -325,8 +344,7 @@ class LoopPanel:
         self._stop_correcting()
         await self._busy("Accepting…")
         try:
-            image = image_of_node(self.app.volume_node)
-            mask = segment_mask(self.app.segmentation_node, self.segment_id, image.geometry)
+            mask = segment_mask(self.app.segmentation_node, self.segment_id, geometry_of_node(self.app.volume_node))
             effort = self._effort()
             result = await asyncio.to_thread(self.loop.accept, self.case_id, mask, effort)
             record = result["accepted"]

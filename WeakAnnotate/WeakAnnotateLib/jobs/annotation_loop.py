@@ -462,8 +462,9 @@ class AnnotationLoop:
         mark_kind = next((k for k in entry.annotations if k in MARK_KINDS), "marks")
         total = {
             "clicks": int(marks.get("clicks", 0) or 0) + sum(int(v.get("clicks", 0)) for v in kinds.values()),
-            "seconds": round(float(marks.get("seconds", 0) or 0) + sum(float(v.get("seconds", 0)) for v in
-                                                                         kinds.values()), 1),  # fmt: skip
+            "seconds": round(
+                float(marks.get("seconds", 0) or 0) + sum(float(v.get("seconds", 0)) for v in kinds.values()), 1
+            ),
             f"{mark_kind}_clicks": int(marks.get("clicks", 0) or 0),
             f"{mark_kind}_seconds": float(marks.get("seconds", 0) or 0),
         }
