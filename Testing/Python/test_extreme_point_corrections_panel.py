@@ -21,10 +21,11 @@ import numpy as np
 import pytest
 import vtk
 from scipy import ndimage
+from test_corrective_clicks import pet, sarcoma  # noqa: F401 (fixtures, used by name)
 from WeakAnnotateLib.core.errors import InputError
 from WeakAnnotateLib.evaluation.metrics import dice
 from WeakAnnotateLib.evaluation.simulate import extreme_points
-from WeakAnnotateLib.files.image_io import Image, read_image
+from WeakAnnotateLib.files.image_io import Image
 from WeakAnnotateLib.methods.extreme_points.corrective import CLICKS_TAG, Click, stored_clicks
 from WeakAnnotateLib.scene import slicer_runtime
 from WeakAnnotateLib.scene.mrml_adapter import (
@@ -37,25 +38,6 @@ from WeakAnnotateLib.scene.mrml_adapter import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-SARCOMA_MR = ("ibsi_sts/STS_002/MR_T1_image.nii.gz", "ibsi_sts/STS_002/MR_T1_mask.nii.gz")
-PET = ("ibsi_sts/STS_001/PET_image.nii.gz", "ibsi_sts/STS_001/PET_mask.nii.gz")
-
-
-def _load(data_dir: Path, pair: tuple[str, str]) -> tuple[Image, np.ndarray]:
-    for rel in pair:
-        if not (data_dir / rel).is_file():
-            pytest.skip(f"real data file {data_dir / rel} is missing")
-    return read_image(data_dir / pair[0]), read_image(data_dir / pair[1]).array != 0
-
-
-@pytest.fixture(scope="module")
-def sarcoma(data_dir: Path) -> tuple[Image, np.ndarray]:
-    return _load(data_dir, SARCOMA_MR)
-
-
-@pytest.fixture(scope="module")
-def pet(data_dir: Path) -> tuple[Image, np.ndarray]:
-    return _load(data_dir, PET)
 
 
 def _template_stand_ins() -> dict[str, types.ModuleType]:
@@ -140,7 +122,7 @@ def _state(panel, seg, segment_id: str, g) -> tuple:  # noqa: ANN001
 # --- six clicks, then corrections --------------------------------------------------------------------------
 
 
-def test_six_clicks_then_an_add_and_a_remove_click_raise_dice(panel, sarcoma) -> None:  # noqa: ANN001
+def test_six_clicks_then_an_add_and_a_remove_click_raise_dice(panel, sarcoma) -> None:  # noqa: ANN001, F811
     """Six clicks, then the robot user's click (the centre of the largest error region of its sign), on the sarcoma
     MR: six clicks 3 voxels beyond the tumour (its extent overestimated) then a remove click, and six clicks on its
     lower 60 % (underestimated) then an add click. Measured: remove 0.897 -> 0.918, add 0.590 -> 0.812."""
@@ -186,7 +168,7 @@ def test_six_clicks_then_an_add_and_a_remove_click_raise_dice(panel, sarcoma) ->
     assert panel.logic.placedClickIndex(add) == index
 
 
-def test_each_click_is_one_undo_step_restoring_the_previous_mask_exactly(panel, sarcoma) -> None:  # noqa: ANN001
+def test_each_click_is_one_undo_step_restoring_the_previous_mask_exactly(panel, sarcoma) -> None:  # noqa: ANN001, F811
     image, ref = sarcoma
     g = image.geometry
     volume, seg, sid = _six_point_segment(panel, image, ref)
@@ -240,7 +222,7 @@ def test_each_click_is_one_undo_step_restoring_the_previous_mask_exactly(panel, 
     assert np.array_equal(segment_mask(seg, sid, g), now) and stored_clicks(seg, sid) == stored
 
 
-def test_any_segment_is_refined_a_painted_one_and_a_box(panel, pet) -> None:  # noqa: ANN001
+def test_any_segment_is_refined_a_painted_one_and_a_box(panel, pet) -> None:  # noqa: ANN001, F811
     """A segment the panel did not make (painted by hand, a box, a model's prediction) is corrected as it is."""
     image, ref = pet
     g = image.geometry
@@ -280,7 +262,7 @@ def test_any_segment_is_refined_a_painted_one_and_a_box(panel, pet) -> None:  # 
 # --- bad input ---------------------------------------------------------------------------------------------
 
 
-def test_a_click_outside_the_image_is_refused_and_nothing_changes(panel, pet) -> None:  # noqa: ANN001
+def test_a_click_outside_the_image_is_refused_and_nothing_changes(panel, pet) -> None:  # noqa: ANN001, F811
     image, ref = pet
     g = image.geometry
     volume, seg, sid = _six_point_segment(panel, image, ref)
@@ -293,7 +275,7 @@ def test_a_click_outside_the_image_is_refused_and_nothing_changes(panel, pet) ->
     assert add.GetNumberOfControlPoints() == 0  # the refused point is taken out of the list again
 
 
-def test_a_positive_click_beyond_the_six_points_box_grows_the_segment(panel, pet) -> None:  # noqa: ANN001
+def test_a_positive_click_beyond_the_six_points_box_grows_the_segment(panel, pet) -> None:  # noqa: ANN001, F811
     """Allowed: the user is right, the region grows beyond the box of the six points."""
     image, ref = pet
     g = image.geometry
@@ -313,7 +295,7 @@ def test_a_positive_click_beyond_the_six_points_box_grows_the_segment(panel, pet
     assert dice(ref, grown) > dice(ref, six) + 0.05
 
 
-def test_a_negative_click_on_the_only_foreground_and_an_empty_segment_are_refused(panel, pet) -> None:  # noqa: ANN001
+def test_a_negative_click_on_the_only_foreground_and_an_empty_segment_are_refused(panel, pet) -> None:  # noqa: ANN001, F811
     image, ref = pet
     g = image.geometry
     volume = add_volume_node(panel.rt, image, "pet")
@@ -340,7 +322,7 @@ def test_a_negative_click_on_the_only_foreground_and_an_empty_segment_are_refuse
     assert segment_mask(seg, empty_id, g)[tuple(centre)]
 
 
-def test_no_segment_or_no_volume_says_what_to_select(panel, pet) -> None:  # noqa: ANN001
+def test_no_segment_or_no_volume_says_what_to_select(panel, pet) -> None:  # noqa: ANN001, F811
     image, _ref = pet
     volume = add_volume_node(panel.rt, image, "pet")
     seg = add_segmentation_node(panel.rt, "segmentation", volume)
