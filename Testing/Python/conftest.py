@@ -6,9 +6,13 @@ repository; tests write only under pytest's ``tmp_path``.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+import types
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -74,6 +78,36 @@ def module_runtime():
     from WeakAnnotateLib.scene.slicer_runtime import new_headless_runtime
 
     return new_headless_runtime()
+
+
+def load_scripted_module(monkeypatch: pytest.MonkeyPatch, path: Path, name: str, runtime: Any) -> types.ModuleType:
+    """A Slicer module file (WeakAnnotate.py, ExtremePointSeg.py) loaded as it is, on ``runtime``'s scene, with
+    stand-ins for only what desktop Slicer has and the slicer-core wheel lacks (they need Qt): the scripted-module
+    base classes, the ``parameterNodeWrapper`` decorator and an empty ``qt``. Its Logic class is what the panel's
+    widgets call, so tests drive that."""
+    import slicer
+    from WeakAnnotateLib.scene import slicer_runtime
+
+    class _Base:
+        def __init__(self, parent: Any = None, *_: Any) -> None:
+            self.parent = parent
+
+    template = types.ModuleType("slicer.ScriptedLoadableModule")
+    for cls in ("ScriptedLoadableModule", "ScriptedLoadableModuleLogic", "ScriptedLoadableModuleWidget"):
+        setattr(template, cls, type(cls, (_Base,), {}))
+    template.ScriptedLoadableModuleTest = type("ScriptedLoadableModuleTest", (), {})
+    wrapper = types.ModuleType("slicer.parameterNodeWrapper")
+    wrapper.parameterNodeWrapper = lambda cls: cls
+    for module in (template, wrapper, types.ModuleType("qt")):
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setattr(slicer, "ScriptedLoadableModule", template, raising=False)
+    monkeypatch.setattr(slicer, "parameterNodeWrapper", wrapper, raising=False)
+    monkeypatch.setattr(slicer, "mrmlScene", runtime.scene, raising=False)
+    monkeypatch.setattr(slicer_runtime, "get_runtime", lambda: runtime)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def rotation_matrix(axis: np.ndarray | tuple[float, float, float], degrees: float) -> np.ndarray:

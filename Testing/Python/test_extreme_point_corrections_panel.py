@@ -11,15 +11,13 @@ lists rebuilt from the clicks stored on the segment afterwards (showClicks).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import types
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import vtk
+from conftest import load_scripted_module
 from scipy import ndimage
 from test_corrective_clicks import pet, sarcoma  # noqa: F401 (fixtures, used by name)
 from WeakAnnotateLib.core.errors import InputError
@@ -27,7 +25,6 @@ from WeakAnnotateLib.evaluation.metrics import dice
 from WeakAnnotateLib.evaluation.simulate import extreme_points
 from WeakAnnotateLib.files.image_io import Image
 from WeakAnnotateLib.methods.extreme_points.corrective import CLICKS_TAG, Click, stored_clicks
-from WeakAnnotateLib.scene import slicer_runtime
 from WeakAnnotateLib.scene.mrml_adapter import (
     add_points_node,
     add_segmentation_node,
@@ -40,37 +37,11 @@ from WeakAnnotateLib.scene.mrml_adapter import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _template_stand_ins() -> dict[str, types.ModuleType]:
-    """The Slicer scripted-module template pieces that only desktop Slicer has (they need Qt)."""
-    slm = types.ModuleType("slicer.ScriptedLoadableModule")
-
-    class _Base:
-        def __init__(self, parent=None) -> None:  # noqa: ANN001
-            self.parent = parent
-
-    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleLogic", "ScriptedLoadableModuleWidget"):
-        setattr(slm, name, type(name, (_Base,), {}))
-    slm.ScriptedLoadableModuleTest = type("ScriptedLoadableModuleTest", (), {})
-    pnw = types.ModuleType("slicer.parameterNodeWrapper")
-    pnw.parameterNodeWrapper = lambda cls: cls
-    return {"slicer.ScriptedLoadableModule": slm, "slicer.parameterNodeWrapper": pnw}
-
-
 @pytest.fixture
 def panel(monkeypatch: pytest.MonkeyPatch, runtime):  # noqa: ANN001, ANN201
     """ExtremePointSeg.py's logic on a fresh headless scene (what get_runtime() returns in desktop Slicer)."""
-    import slicer
-
-    for name, module in _template_stand_ins().items():
-        if name not in sys.modules:
-            monkeypatch.setitem(sys.modules, name, module)
-            monkeypatch.setattr(slicer, name.split(".")[1], module, raising=False)
-    monkeypatch.setattr(slicer_runtime, "get_runtime", lambda: runtime)
-    spec = importlib.util.spec_from_file_location(
-        "ExtremePointSeg_under_test", ROOT / "ExtremePointSeg" / "ExtremePointSeg.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    path = ROOT / "ExtremePointSeg" / "ExtremePointSeg.py"
+    module = load_scripted_module(monkeypatch, path, "ExtremePointSeg_under_test", runtime)
     return SimpleNamespace(logic=module.ExtremePointSegLogic(), rt=runtime, scene=runtime.scene)
 
 

@@ -131,33 +131,18 @@ def test_segments_and_nothing_partial(pet, runtime, monkeypatch):
 
 def test_panel_finish_prediction_lists_lesions(pet, monkeypatch):
     """The hub panel's logic headless (as test_training.py's panel_logic): a PET model's prediction → lesions."""
-    import importlib.util
-    import sys
     import threading
-    import types
     from pathlib import Path
     from types import SimpleNamespace
 
-    import slicer
+    from conftest import load_scripted_module
     from WeakAnnotateLib.files.image_io import Image
     from WeakAnnotateLib.scene.mrml_adapter import add_volume_node, segment_ids
     from WeakAnnotateLib.scene.slicer_runtime import get_runtime
 
     rt = get_runtime()
-    slm = types.ModuleType("slicer.ScriptedLoadableModule")
-    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleLogic", "ScriptedLoadableModuleTest"):
-        setattr(slm, name, type(name, (), {"__init__": lambda self, *a: None}))
-    slm.ScriptedLoadableModuleWidget = type("ScriptedLoadableModuleWidget", (), {})
-    pnw = types.ModuleType("slicer.parameterNodeWrapper")
-    pnw.parameterNodeWrapper = lambda cls: cls
-    monkeypatch.setitem(sys.modules, "qt", types.ModuleType("qt"))
-    monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", slm)
-    monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", pnw)
-    monkeypatch.setattr(slicer, "mrmlScene", rt.scene, raising=False)
     path = Path(__file__).resolve().parents[2] / "WeakAnnotate" / "WeakAnnotate.py"
-    spec = importlib.util.spec_from_file_location("WeakAnnotatePanelPet", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_scripted_module(monkeypatch, path, "WeakAnnotatePanelPet", rt)
     logic = module.WeakAnnotateLogic()
 
     image, _ = pet

@@ -359,32 +359,12 @@ def test_crop_dataset_streams_one_case_per_item(tmp_path, dataset_dir):
 @pytest.fixture
 def panel_logic(monkeypatch):
     """WeakAnnotateLogic from WeakAnnotate.py with Slicer's Qt-side modules stubbed (they need the desktop)."""
-    import importlib.util
-    import sys
-    import types
-
-    import slicer
+    from conftest import load_scripted_module
     from WeakAnnotateLib.scene.slicer_runtime import get_runtime
 
     rt = get_runtime()
-    slm = types.ModuleType("slicer.ScriptedLoadableModule")
-    for name in (
-        "ScriptedLoadableModule",
-        "ScriptedLoadableModuleLogic",
-        "ScriptedLoadableModuleTest",
-        "ScriptedLoadableModuleWidget",
-    ):
-        setattr(slm, name, type(name, (), {"__init__": lambda self, *a: None}))
-    pnw = types.ModuleType("slicer.parameterNodeWrapper")
-    pnw.parameterNodeWrapper = lambda cls: cls
-    monkeypatch.setitem(sys.modules, "qt", types.ModuleType("qt"))
-    monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", slm)
-    monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", pnw)
-    monkeypatch.setattr(slicer, "mrmlScene", rt.scene, raising=False)
     path = Path(__file__).resolve().parents[2] / "WeakAnnotate" / "WeakAnnotate.py"
-    spec = importlib.util.spec_from_file_location("WeakAnnotatePanel", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_scripted_module(monkeypatch, path, "WeakAnnotatePanel", rt)
     return module.WeakAnnotateLogic(), rt
 
 
