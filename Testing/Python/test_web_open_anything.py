@@ -81,6 +81,35 @@ def test_catalogue_entry_needs_only_id_and_image(data: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("argv", "purpose"),
+    [
+        (["dataset", "create", "--from-cases", "ct_plain", "--output"], "simulating extreme points"),
+        (["demo", "--case", "ct_plain", "--output"], "the demo (it simulates the marks from it and scores"),
+    ],
+)
+def test_what_needs_a_reference_mask_names_the_case_without_one(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], purpose: str
+) -> None:
+    """The commands that simulate marks from the reference: one line naming the case, nothing written."""
+    from WeakAnnotateLib.cli.main import main
+
+    out = tmp_path / "out"
+    code = main([*argv, str(out), "--data", str(data)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert f"Case 'ct_plain' has no reference mask: {purpose}" in err[0]
+    assert not out.exists()
+
+
+def test_surface_point_dataset_names_the_case_without_a_reference(data: Path, tmp_path: Path) -> None:
+    from WeakAnnotateLib.methods.surface_template.weak_net import surface_point_dataset
+
+    with pytest.raises(InputError, match=r"^Case 'ct_plain' has no reference mask: simulating surface points needs"):
+        surface_point_dataset(tmp_path / "ds", ["ct_plain"], data_dir=data)
+    assert not (tmp_path / "ds" / "dataset.json").exists()
+
+
+@pytest.mark.parametrize(
     ("entries", "message"),
     [
         ([{"image": "a.nii.gz"}], r"entry 1: 'id' is missing or not text"),

@@ -507,8 +507,9 @@ def _fill_from_cases(
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     for n, case_id in enumerate(case_ids):
         case = find_case(case_id, data_dir)
-        ref = read_image(case.mask, what=f"mask of {case_id}")
-        mask = select_label(ref.array, label, what="mask", path=case.mask)
+        reference = case.reference_mask("simulating extreme points")
+        ref = read_image(reference, what=f"mask of {case_id}")
+        mask = select_label(ref.array, label, what="mask", path=reference)
         points, labels = extreme_points(mask, ref.geometry, jitter_mm=jitter_mm, seed=seed + n)
         ep = write_points(
             root / "annotations" / f"{case_id}.extreme_points.mrk.json", points, labels, "extreme", required=6
@@ -518,7 +519,7 @@ def _fill_from_cases(
                 id=case_id,
                 image=ds.stored(case.image),
                 annotations={"extreme_points": ds.stored(ep)},
-                reference=ds.stored(case.mask),
+                reference=ds.stored(reference),
                 reference_label=label,
                 effort={"clicks": 6, "seconds": 0.0},
                 modality=case.modality,

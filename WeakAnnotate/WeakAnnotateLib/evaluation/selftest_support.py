@@ -25,7 +25,7 @@ def sample() -> tuple[Image, np.ndarray]:
     if data is not None:
         case = find_case(SAMPLE_CASE, data)
         image = read_image(case.image)
-        return image, read_mask(case.mask, grid=image.geometry)
+        return image, read_mask(case.reference_mask("the self-test"), grid=image.geometry)
     shape = (40, 48, 56)
     angle = np.deg2rad(20.0)
     rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])

@@ -53,13 +53,14 @@ def run(args: argparse.Namespace) -> int:
     t0 = _step(1, total, f"loading case {args.case}")
     case = find_case(args.case, args.data)
     image = read_image(case.image)
-    labels = read_image(case.mask, what="reference mask")
+    reference = case.reference_mask("the demo (it simulates the marks from it and scores every method)")
+    labels = read_image(reference, what="reference mask")
     if not labels.geometry.same_grid(image.geometry):
         # why here: `weakannotate --help` imports every command; torch and the Slicer core load only when one runs
         from ...core.errors import InputError
 
-        raise InputError(f"The case's mask {case.mask} is not on its image's grid.")
-    mask = select_label(labels.array, args.label, what="reference mask", path=case.mask)
+        raise InputError(f"The case's mask {reference} is not on its image's grid.")
+    mask = select_label(labels.array, args.label, what="reference mask", path=reference)
     structure = (
         case.labels.get(args.label, "object")
         if args.label is not None

@@ -110,7 +110,7 @@ def _main() -> None:  # pragma: no cover - measurement script
     for case in load_cases():
         if not (case.id.startswith("ibsi_STS_") and case.id.endswith("_PET")):
             continue
-        ref = read_image(case.mask, what=case.id)
+        ref = read_image(case.reference_mask("calibrating the box margin"), what=case.id)
         m = select_label(ref.array, None)
         masks.append((m, ref.geometry))
         lesions.append(len(lesion_boxes(m, ref.geometry)))

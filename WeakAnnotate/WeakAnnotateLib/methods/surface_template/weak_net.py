@@ -157,8 +157,9 @@ def surface_point_dataset(
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     for n, case_id in enumerate(case_ids):
         case = find_case(case_id, data_dir)
-        ref = read_image(case.mask, what=f"mask of {case_id}")
-        mask = select_label(ref.array, label, what="mask", path=case.mask) != 0
+        reference = case.reference_mask("simulating surface points")
+        ref = read_image(reference, what=f"mask of {case_id}")
+        mask = select_label(ref.array, label, what="mask", path=reference) != 0
         pts = surface_points(mask, ref.geometry, points, seed=seed + n)
         path = write_points(
             root / "annotations" / f"{case_id}.surface_points.mrk.json", pts, [f"s{k + 1}" for k in range(len(pts))]
@@ -168,7 +169,7 @@ def surface_point_dataset(
                 id=case_id,
                 image=ds.stored(case.image),
                 annotations={"surface_points": ds.stored(path)},
-                reference=ds.stored(case.mask),
+                reference=ds.stored(reference),
                 reference_label=label,
                 effort={"clicks": len(pts), "seconds": 0.0},
                 modality=case.modality,
