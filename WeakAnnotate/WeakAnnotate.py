@@ -90,9 +90,10 @@ class WeakAnnotateParameterNode:
     epochs, learningRate, patchSize, batchSize, device - The fields every method's job shares: kept in the
         scene so that they are visible and persist (written into every job spec).
     applyPoints - Six clicks that give the crop (and the points channel) when a model is applied.
-    loopStrategy, loopFinetuneEvery, loopTta - The annotation loop's settings: which case next (order, random,
-        disagreement), fine-tune every N accepted cases (also written to the dataset's loop.json), and the flip
-        test-time augmentation in the disagreement score.
+    loopStrategy, loopFinetuneEvery, loopTta, loopStart - The annotation loop's settings: which case next (order,
+        random, disagreement), fine-tune every N accepted cases, the flip test-time augmentation in the
+        disagreement score, and what a case starts from (auto, model, marks); N and the start are also written
+        to the dataset's loop.json.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -110,11 +111,17 @@ class WeakAnnotateParameterNode:
     loopStrategy: str = "order"
     loopFinetuneEvery: int = 5
     loopTta: bool = False
+    loopStart: str = "auto"
 
 
 #
 # WeakAnnotateWidget
 #
+
+
+def _rounded(value, digits: int = 3):
+    """A table cell's number to ``digits`` decimals (None stays None: shown as a dash)."""
+    return None if value is None else round(float(value), digits)
 
 
 class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -173,11 +180,15 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.resumeTrainingButton.connect("clicked(bool)", self.onResumeTraining)
         self.ui.applyModelButton.connect("clicked(bool)", self.onApplyModel)
         self.ui.modelsTable.connect("itemSelectionChanged()", self._checkCanApply)
-        from WeakAnnotateLib.jobs.annotation_loop import STRATEGIES
+        from WeakAnnotateLib.jobs.annotation_loop import START_CHOICES, STRATEGIES
 
         for strategy in STRATEGIES:
             self.ui.loopStrategyComboBox.addItem(strategy)
         self.ui.loopStrategyComboBox.connect("currentIndexChanged(int)", self.onLoopStrategy)
+        for index, (start, meaning) in enumerate(START_CHOICES.items()):
+            self.ui.loopStartComboBox.addItem(start)
+            self.ui.loopStartComboBox.setItemData(index, meaning, qt.Qt.ToolTipRole)
+        self.ui.loopStartComboBox.connect("currentIndexChanged(int)", self.onLoopStart)
         self.ui.loopRankButton.connect("clicked(bool)", self.onLoopRank)
         self.ui.loopNextButton.connect("clicked(bool)", self.onLoopNext)
         self.ui.loopAcceptButton.connect("clicked(bool)", self.onLoopAccept)
@@ -279,6 +290,8 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.loopAcceptButton.enabled = self.logic.loopCase is not None and not self.logic.loopPending
         if p and self.ui.loopStrategyComboBox.currentText != p.loopStrategy:
             self.ui.loopStrategyComboBox.setCurrentText(p.loopStrategy)
+        if p and self.ui.loopStartComboBox.currentText != p.loopStart:
+            self.ui.loopStartComboBox.setCurrentText(p.loopStart)
         if p and p.inputVolume and p.referenceSegmentation and p.predictionSegmentation:
             self.ui.evaluateButton.toolTip = _("Compare the prediction's first segment with the reference's.")
             self.ui.evaluateButton.enabled = True
@@ -385,8 +398,13 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         table.setHorizontalHeaderLabels(headers)
         table.setRowCount(len(rows))
         for r, row in enumerate(rows):
-            for c, text in enumerate(row):
-                table.setItem(r, c, qt.QTableWidgetItem(text))
+            for c, value in enumerate(row):
+                item = qt.QTableWidgetItem()
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    item.setData(qt.Qt.DisplayRole, value)  # a number sorts as a number (text: "10" < "9")
+                else:
+                    item.setText("–" if value is None else str(value))
+                table.setItem(r, c, item)
         table.resizeColumnsToContents()
 
     def _selectedModel(self):
@@ -518,6 +536,11 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode and text and self._parameterNode.loopStrategy != text:
             self._parameterNode.loopStrategy = text
 
+    def onLoopStart(self, index: int) -> None:
+        text = self.ui.loopStartComboBox.currentText
+        if self._parameterNode and text and self._parameterNode.loopStart != text:
+            self._parameterNode.loopStart = text
+
     def onLoopRank(self) -> None:
         from WeakAnnotateDesktop.status import showing_input_errors
 
@@ -528,7 +551,10 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._fillTable(
                 self.ui.loopTable,
                 [_("#"), _("Case"), _("Score"), _("Outside box"), _("Marks off (mm)")],
-                [[r["rank"], r["case"], r.get("score"), r.get("outside_box"), r.get("points_off_mm")] for r in rows],
+                [
+                    [r["rank"], r["case"], *(_rounded(r.get(k)) for k in ("score", "outside_box", "points_off_mm"))]
+                    for r in rows
+                ],
             )
             self.ui.loopTable.setSortingEnabled(True)
             self.ui.loopStatusLabel.text = _("{count} cases left.").format(count=len(rows))
@@ -539,7 +565,7 @@ class WeakAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         with showing_input_errors(self.ui.loopStatusLabel):
             self._saveLoopDraft()
-            self.logic.startLoopNext(p.datasetFolder, p.loopStrategy, p.loopTta, p.loopFinetuneEvery)
+            self.logic.startLoopNext(p.datasetFolder, p.loopStrategy, p.loopTta, p.loopFinetuneEvery, p.loopStart)
             self.ui.loopStatusLabel.text = _("Opening the next case in the background…")
             self._checkCanApply()
             self._poller.watch(self._pollLoopNext)
@@ -814,26 +840,31 @@ class WeakAnnotateLogic(ScriptedLoadableModuleLogic):
     # --- annotation loop (WeakAnnotateLib.jobs.annotation_loop; the same as 'weakannotate loop') ------------
 
     @staticmethod
-    def _loop(folder: str, finetuneEvery: int = 0):
+    def _loop(folder: str, finetuneEvery: int = 0, start: str = ""):
         from WeakAnnotateLib.jobs.annotation_loop import AnnotationLoop
 
         loop = AnnotationLoop(WeakAnnotateLogic._checkedDataset(folder))
         if finetuneEvery and int(loop.state["finetune_every"]) != int(finetuneEvery):
             loop.configure(finetune_every=int(finetuneEvery))  # the panel's setting is the dataset's too
+        if start and loop.state["start"] != start:
+            loop.configure(start=start)
         return loop
 
     def loopRanking(self, folder: str, strategy: str, tta: bool = False) -> list:
         return self._loop(folder).ranking(strategy, tta=bool(tta))
 
-    def startLoopNext(self, folder: str, strategy: str, tta: bool = False, finetuneEvery: int = 0) -> None:
-        """The next case and its starting segment (the model's prediction) in a thread; finishLoopNext shows it."""
+    def startLoopNext(
+        self, folder: str, strategy: str, tta: bool = False, finetuneEvery: int = 0, start: str = ""
+    ) -> None:
+        """The next case and its starting segment (as ``start`` says: auto, model or marks) in a thread;
+        finishLoopNext shows it."""
         import threading
 
         from WeakAnnotateLib.core.errors import InputError
 
         if self.loopPending:
             raise InputError(_("The next case is already being opened."))
-        loop = self._loop(folder, finetuneEvery)
+        loop = self._loop(folder, finetuneEvery, start)
         result = {"loop": loop}
 
         def work():

@@ -15,6 +15,11 @@ false region; :class:`CorrectionSession` re-segments with all clicks so far) unt
   ``--every`` accepted cases from its last weights (``init_weights``), for ``--minutes`` of wall-clock training
   (``max_minutes``) with the shared recipe. Before the first fine-tune there is no model and the case starts
   from the six clicks' segment, as in the other arm. The accepted mask (the corrected one) is the case's label.
+* ``auto``: the loop's default ``start`` setting — per case, the six clicks' segment until the model's prediction
+  started at least as close to the accepted masks on the last ``EVIDENCE_CASES`` cases that had both (judged on
+  this arm's own accepted masks, never the reference), then the prediction while it does. Its clicks and
+  Dice are those of the arm it picks (the same start gives the same robot clicks); its models are the model arm's
+  (trained on that arm's accepted masks, which reach the same target Dice).
 
 Printed per case: the effort of full contouring (the Weak-Net paper's count: the contour's length over all
 axial slices, in boundary pixels, and in mm), the clicks and final Dice of each arm, and the cumulative clicks;
@@ -131,6 +136,7 @@ def main() -> int:
     from WeakAnnotateLib.evaluation.metrics import dice
     from WeakAnnotateLib.files.cases import load_cases
     from WeakAnnotateLib.files.image_io import read_image, select_label, write_image
+    from WeakAnnotateLib.jobs.annotation_loop import EVIDENCE_CASES
     from WeakAnnotateLib.methods.extreme_points.segmenter import segment_extreme_points
     from WeakAnnotateLib.networks.prediction import load_model, predict_image
 
@@ -152,10 +158,12 @@ def main() -> int:
     rows = []
     header = (
         f"{'#':>3} {'case':8} {'contour px':>10} {'mm':>7} | {'six: clicks':>11} {'Dice':>6} | "
-        f"{'model: clicks':>13} {'Dice':>6} {'trained on':>10} | {'cum six':>7} {'cum model':>9}"
+        f"{'model: clicks':>13} {'Dice':>6} {'trained on':>10} | {'auto':>5} | {'cum six':>7} {'cum model':>9} "
+        f"{'cum auto':>8}"
     )
     print(header)
-    cum_six = cum_model = 0
+    cum_six = cum_model = cum_auto = 0
+    evidence: list[tuple[float, float]] = []  # auto's record: (model start, six start) Dice to its accepted mask
     for i, case in enumerate(cases):
         image = read_image(case.image)
         geometry = image.geometry
@@ -164,16 +172,25 @@ def main() -> int:
         points = read_extreme_points(dataset.path(entry.annotations["extreme_points"]), geometry)
         six = segment_extreme_points(image.array, geometry, points)
         rng = six.diagnostics["intensity_range"]
-        n_six, d_six, _ = correct(image, geometry, ref, six.mask, rng, args.target, args.max_clicks)
+        n_six, d_six, final_six = correct(image, geometry, ref, six.mask, rng, args.target, args.max_clicks)
         if model is not None:
             start, _ = predict_image(model, image, points)
             trained_on = len(accepted) - len(accepted) % args.every
         else:
             start, trained_on = six.mask, 0
         n_model, d_model, final = correct(image, geometry, ref, start, rng, args.target, args.max_clicks)
+        auto = "six"
+        if model is not None:
+            latest = evidence[-EVIDENCE_CASES:]
+            if latest and np.mean([m for m, _ in latest]) >= np.mean([x for _, x in latest]):
+                auto = "model"
+            auto_final = final if auto == "model" else final_six
+            evidence.append((dice(auto_final, start), dice(auto_final, six.mask)))
+        n_auto, d_auto = (n_model, d_model) if auto == "model" else (n_six, d_six)
         px, mm = contour_effort(ref, geometry.array_spacing)
         cum_six += SIX + n_six
         cum_model += SIX + n_model
+        cum_auto += SIX + n_auto
         rows.append(
             {
                 "case": case.id,
@@ -183,6 +200,9 @@ def main() -> int:
                 "six_dice": d_six,
                 "model_clicks": SIX + n_model,
                 "model_dice": d_model,
+                "auto_start": auto,
+                "auto_clicks": SIX + n_auto,
+                "auto_dice": d_auto,
                 "model_start_dice": dice(ref, start),
                 "six_start_dice": dice(ref, six.mask),
                 "trained_on": trained_on,
@@ -191,7 +211,8 @@ def main() -> int:
         short = case.id.split("_")[2]
         print(
             f"{i + 1:3d} {short:8} {px:10d} {mm:7.0f} | {SIX + n_six:11d} {d_six:6.3f} | {SIX + n_model:13d} "
-            f"{d_model:6.3f} {trained_on if model is not None else '-':>10} | {cum_six:7d} {cum_model:9d}",
+            f"{d_model:6.3f} {trained_on if model is not None else '-':>10} | {auto:>5} | {cum_six:7d} {cum_model:9d} "
+            f"{cum_auto:8d}",
             flush=True,
         )
         # accept: the corrected mask is the case's label from now on
@@ -212,20 +233,22 @@ def main() -> int:
     last = rows[-max(n // 3, 1) :]
     print()
     print(f"Effort on {n} PET sarcoma scans (clicks = 6 extreme + corrective; Dice target {args.target})")
-    print(f"{'':34} {'six clicks':>11} {'model':>9}")
-    print(f"{'clicks, all cases':34} {cum_six:11d} {cum_model:9d}")
-    print(f"{'clicks per case, mean':34} {cum_six / n:11.2f} {cum_model / n:9.2f}")
+    print(f"{'':34} {'six clicks':>11} {'model':>9} {'auto':>9}")
+
+    def arms(label: str, *values: float, fmt: str = ".2f") -> None:
+        print(f"{label:34} {values[0]:11{fmt}} " + " ".join(f"{v:9{fmt}}" for v in values[1:]))
+
+    arms("clicks, all cases", cum_six, cum_model, cum_auto, fmt="d")
+    arms("clicks per case, mean", cum_six / n, cum_model / n, cum_auto / n)
+    kinds = ("six", "model", "auto")
+    arms(f"clicks per case, last {len(last)} cases", *(np.mean([r[f"{k}_clicks"] for r in last]) for k in kinds))
+    arms("final Dice, mean", *(np.mean([r[f"{k}_dice"] for r in rows]) for k in kinds), fmt=".3f")
+    arms("cases reaching the target", *(sum(r[f"{k}_dice"] >= args.target for r in rows) for k in kinds), fmt="d")
+    print(f"auto started {sum(r['auto_start'] == 'model' for r in rows)} of {n} cases from the model")
 
     def both(label: str, six_value: float, model_value: float, fmt: str = ".2f") -> None:
         print(f"{label:34} {six_value:11{fmt}} {model_value:9{fmt}}")
 
-    both(
-        f"clicks per case, last {len(last)} cases",
-        *(np.mean([r[k] for r in last]) for k in ("six_clicks", "model_clicks")),
-    )
-    both("final Dice, mean", *(np.mean([r[k] for r in rows]) for k in ("six_dice", "model_dice")), fmt=".3f")
-    reached = (sum(r[k] >= args.target for r in rows) for k in ("six_dice", "model_dice"))
-    both("cases reaching the target", *reached, fmt="d")
     assisted = [r for r in rows if r["trained_on"]]
     if assisted:
         start_six = np.mean([r["six_start_dice"] for r in assisted])
@@ -235,7 +258,8 @@ def main() -> int:
     contour = sum(r["contour_px"] for r in rows)
     print(
         f"full contouring: {contour} boundary pixels over all slices ({sum(r['contour_mm'] for r in rows):.0f} mm); "
-        f"clicks as a share of it: six {100 * cum_six / contour:.1f} %, model {100 * cum_model / contour:.1f} %"
+        f"clicks as a share of it: six {100 * cum_six / contour:.1f} %, model {100 * cum_model / contour:.1f} %, "
+        f"auto {100 * cum_auto / contour:.1f} %"
     )
     for k, (m, s, steps) in enumerate(fine_tunes, 1):
         print(f"fine-tune {k}: on {m} accepted cases, {steps} steps, {s:.0f} s")

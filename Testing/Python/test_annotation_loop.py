@@ -195,7 +195,7 @@ def trained(tmp_path_factory):
 
     root = make_dataset(tmp_path_factory.mktemp("loop") / "ds")
     loop = AnnotationLoop(root)
-    loop.configure(method="extreme_point_network", finetune_every=1, finetune_epochs=1)
+    loop.configure(method="extreme_point_network", finetune_every=1, finetune_epochs=1, start="model")
     start = loop.next_case()
     result = loop.accept(start.case, read_mask(start.start), {"corrective": {"clicks": 1, "seconds": 3}}, env=ENV)
     assert result["finetune_due"] and result["job"]["init_weights"] == "" and result["job"]["cases"] == [CASES[0]]
@@ -222,7 +222,63 @@ def test_finetune_every_n_and_the_next_prediction_uses_the_newer_model(trained):
     spec = json.loads((root / "loop/jobs/finetune-002.json").read_text())
     assert spec["init_weights"] == job["init_weights"] and spec["extreme_point_network"]["rounds"] == 1
     assert loop.wait_for_job(600)["state"] == "done"
+    assert loop.state["accepted"][-1]["start_dice"] == {"model": 1.0}  # start "model": the only candidate made
     assert AnnotationLoop(root).next_case().source == "model finetune-002"
+
+
+def test_start_auto_takes_the_model_only_once_it_started_as_close_and_the_settings(trained, tmp_path, capsys):
+    """start "auto": both candidates are written and Accept records each one's Dice to the accepted mask; the
+    marks' pseudo-label starts until the model's prediction started at least as close on the latest accepted
+    cases, and the source says why. "model" / "marks" make one candidate only; a bad value is refused."""
+    from WeakAnnotateLib.jobs.annotation_loop import AnnotationLoop
+
+    root, _ = trained
+    ds = make_dataset(tmp_path / "ds")
+    loop = AnnotationLoop(ds)
+    assert loop.settings()["start"] == "auto"
+    loop.configure(model=root / "loop/jobs/finetune-001", finetune_every=100)
+    starts = ds / "loop" / "starts"
+
+    def candidates(case: str) -> dict[str, np.ndarray]:
+        return {n: read_mask(starts / f"{case}.{n}.nii.gz") for n in ("model", "marks")}
+
+    first = loop.next_case()
+    assert first.source == "pseudo-label (extreme_points): no accepted case compares it with model finetune-001 yet"
+    made = candidates(first.case)
+    assert np.array_equal(read_mask(first.start), made["marks"])
+    # accepted as the pseudo-label: the marks started closer
+    record = loop.accept(first.case, made["marks"], {"corrective": {"clicks": 0, "seconds": 1}})["accepted"]
+    model_dice = dice(made["marks"], made["model"])
+    assert record["start_dice"] == {"model": round(model_dice, 4), "marks": 1.0} and model_dice < 0.99
+    second = loop.next_case()
+    assert second.source == (f"pseudo-label (extreme_points): the model started farther from the accepted masks "
+                             f"(Dice {model_dice:.2f} vs 1.00 on the last 1 case)")  # fmt: skip
+    made = candidates(second.case)
+    assert np.array_equal(read_mask(second.start), made["marks"])
+    # accepted as the model predicted it: the mean over both cases decides
+    record = loop.accept(second.case, made["model"], {"corrective": {"clicks": 0, "seconds": 1}})["accepted"]
+    assert record["start_dice"]["model"] == 1.0
+    evidence = loop.start_evidence()
+    assert evidence["cases"] == 2 and evidence["model"] == pytest.approx((round(model_dice, 4) + 1.0) / 2)
+    third = loop.next_case()
+    model_first = evidence["model"] >= evidence["marks"]
+    assert third.source.startswith("model finetune-001 (started at least as close" if model_first else "pseudo-")
+    assert np.array_equal(read_mask(third.start), candidates(third.case)["model" if model_first else "marks"])
+    # the other settings: one candidate each
+    entry = loop.dataset.case(third.case)
+    image = read_image(loop.dataset.path(entry.image))
+    code, out = run_cli(capsys, "loop", "config", ds, "--start", "marks")
+    assert code == 0 and json.loads(out)["start"] == "marks"
+    mask, source, _, made = AnnotationLoop(ds).start_segment(entry, image)
+    assert source == "pseudo-label (extreme_points)" and set(made) == {"marks"}
+    loop = AnnotationLoop(ds)
+    loop.configure(start="model")
+    mask, source, _, made = loop.start_segment(entry, image)
+    assert source == "model finetune-001" and set(made) == {"model"}
+    before = (ds / "loop.json").read_text()
+    with pytest.raises(InputError, match=r"start: one of auto, model, marks, got 'best'\."):
+        loop.configure(start="best", finetune_every=3)
+    assert (ds / "loop.json").read_text() == before
 
 
 def test_another_job_of_the_dataset_running_refuses_finetuning(trained, tmp_path):
@@ -257,8 +313,8 @@ def test_a_model_of_another_modality_or_method_is_named(trained, tmp_path):
     ct = make_dataset(tmp_path / "ct", ["ibsi_STS_001_CT"])
     loop = AnnotationLoop(ct)
     loop.configure(model=root / "loop/jobs/finetune-001")
-    start = loop.next_case()
-    assert start.source == "model finetune-001"
+    start = loop.next_case()  # (start "auto": the pseudo-label until the model has started a case as close)
+    assert start.source.startswith("pseudo-label (extreme_points): no accepted case compares it with model")
     assert start.warnings == [
         "Model 'finetune-001 (extreme point network)' was trained on PET images; case 'ibsi_STS_001_CT' is CT."
     ]

@@ -508,6 +508,16 @@ def test_training_panel_start_watch_cancel_then_train_and_apply(page: Any, serve
     assert _state(page, "train_progress") == 100 and _state(page, "train_model")
     page.click("#train-apply")
     page.wait_for_function("() => document.querySelector('#status').innerText.startsWith('Model applied')")
+    # Apply again: a second segment of its own name and colour (nothing overwritten), one undoable action
+    models = lambda: [r for r in _state(page, "segments") if " model " in r["name"]]  # noqa: E731
+    _wait_state(page, "segments", lambda _rows: len(models()) == 1)
+    page.click("#train-apply")
+    _wait_state(page, "segments", lambda _rows: len(models()) == 2)
+    first, second = models()
+    assert first["name"] != second["name"] and first["color"] != second["color"]
+    _wait_state(page, "undo_label", lambda v: v == f"add '{second['name']}'")
+    page.click("#undo")
+    _wait_state(page, "segments", lambda _rows: [r["name"] for r in models()] == [first["name"]])
     if os.environ.get("WEAKANNOTATE_WEB_TRAINING_SCREENSHOT"):
         page.locator("#train-curve").scroll_into_view_if_needed()
         page.screenshot(path=os.environ["WEAKANNOTATE_WEB_TRAINING_SCREENSHOT"])

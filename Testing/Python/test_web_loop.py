@@ -68,6 +68,14 @@ def test_next_prediction_two_corrections_accept_records_the_effort(
     with _serve(data_dir, prepared, CASES[0]) as running, _browser_page(browser, running["url"]) as page:
         page.click("#loop-new")
         _wait_state(page, "loop_dataset", lambda v: v == DATASET)
+        # Start from: the dataset's setting (default auto, which would start from the marks: no evidence yet);
+        # "model" chosen in the page is the dataset's setting at once
+        assert _state(page, "loop_start") == "auto" and page.is_visible("#loop-start")
+        page.evaluate("() => window.trame.state.set('loop_start', 'model')")
+        deadline = time.monotonic() + 30
+        while json.loads((root / "loop.json").read_text())["start"] != "model":
+            assert time.monotonic() < deadline, "the page's Start from did not reach loop.json"
+            time.sleep(0.2)
         page.click("#loop-next")
         _wait_state(page, "loop_case", lambda v: v == CASES[1], 120)
         assert _state(page, "loop_source") == "model finetune-001"

@@ -18,6 +18,7 @@ the loop's segment with the page's own corrections count too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ from WeakAnnotateLib.core.errors import InputError
 from WeakAnnotateLib.data.dataset import MANIFEST, create_from_cases
 from WeakAnnotateLib.files.cases import Case
 from WeakAnnotateLib.files.image_io import read_mask
-from WeakAnnotateLib.jobs.annotation_loop import STRATEGIES, AnnotationLoop
+from WeakAnnotateLib.jobs.annotation_loop import START_CHOICES, STRATEGIES, AnnotationLoop
 from WeakAnnotateLib.methods.extreme_points.corrective import (
     CLICKS_TAG,
     Click,
@@ -83,6 +84,8 @@ class LoopPanel:
         s.loop_strategy = "order"
         s.loop_tta = False
         s.loop_every = 5
+        s.loop_starts = [{"title": f"{k}: {v}", "value": k} for k, v in START_CHOICES.items()]
+        s.loop_start = "auto"
         s.loop_rows = []
         s.loop_headers = HEADERS
         s.loop_case = ""
@@ -97,6 +100,10 @@ class LoopPanel:
         s.loop_effort = ""
         s.change("loop_dataset")(self._on_dataset)
         s.change("loop_every")(self._on_every)
+        s.change("loop_start")(self._on_start)
+        with contextlib.suppress(InputError):  # the first dataset's own settings, not the defaults above
+            settings = self._open().settings()
+            s.loop_every, s.loop_start = int(settings["finetune_every"]), settings["start"]
 
     @property
     def state(self) -> Any:
@@ -131,6 +138,8 @@ class LoopPanel:
                        density="compact", id="loop-strategy", hide_details=True, disabled=(BUSY,))  # fmt: skip
             v3.VTextField(label="Fine-tune every", v_model=("loop_every",), type="number", min=1, density="compact",
                           id="loop-every", hide_details=True, disabled=(BUSY,))  # fmt: skip
+        v3.VSelect(label="Start from", v_model=("loop_start",), items=("loop_starts",), density="compact",
+                   id="loop-start", hide_details=True, disabled=(BUSY,), classes="mt-2")  # fmt: skip
         v3.VCheckbox(label="TTA (flip) in the disagreement score", v_model=("loop_tta",), density="compact",
                      id="loop-tta", hide_details=True)  # fmt: skip
         with html.Div(classes="d-flex flex-wrap ga-2 mt-1"):
@@ -180,7 +189,19 @@ class LoopPanel:
             loop = self._open()
         except InputError:
             return
-        self._set(loop_every=int(loop.state["finetune_every"]), loop_rows=[], loop_error="")
+        self._set(loop_every=int(loop.state["finetune_every"]), loop_start=loop.state["start"], loop_rows=[],
+                  loop_error="")  # fmt: skip
+
+    def _on_start(self, loop_start: Any = None, **_: Any) -> None:
+        """What a case starts from (``loop.json``'s ``start``): saved at once, for every face."""
+        try:
+            loop = self._open()
+            if loop_start != loop.state["start"]:
+                loop.configure(start=loop_start)
+            self._set(loop_error="")
+        except InputError as e:
+            if self.state.loop_dataset:
+                self._set(loop_error=str(e))
 
     def _on_every(self, loop_every: Any = None, **_: Any) -> None:
         """The setting is the dataset's (``loop.json``): saved at once, whichever face reads it next."""

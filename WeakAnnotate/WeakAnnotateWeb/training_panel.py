@@ -37,7 +37,6 @@ from typing import Any
 
 from trame.widgets import html
 from trame.widgets import vuetify3 as v3
-from WeakAnnotateLib.core.colors import segment_color
 from WeakAnnotateLib.core.errors import InputError
 from WeakAnnotateLib.jobs.runner import TrainingJob
 from WeakAnnotateLib.jobs.spec import job_document
@@ -672,8 +671,9 @@ class TrainingPanel:
             mask, _ = await asyncio.to_thread(
                 prediction.predict_image, model, image, points if model.needs_points else None
             )
-            name = f"model {self.model_path.name}"
-            set_segment_mask(app.rt, app.segmentation_node, mask, image.geometry, name, segment_color(name))
+            # a new segment each time (as Segment / Fit again): the page adopts it as one undoable action
+            name = app.segments.result_name(f"model {self.model_path.name}")
+            set_segment_mask(app.rt, app.segmentation_node, mask, image.geometry, name, app.segments.new_color(name))
             app.render_views()
             dt = time.perf_counter() - t0
             self._set(train_text=f"Segment '{name}': {int(mask.sum())} voxels in {dt:.1f} s.")

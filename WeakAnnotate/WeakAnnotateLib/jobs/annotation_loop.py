@@ -1,5 +1,5 @@
-"""The annotation loop: next case → the model's prediction (else the marks' pseudo-label) → corrections → accept
-→ every N accepted cases the model is fine-tuned from its last weights in the background.
+"""The annotation loop: next case → the model's prediction or the marks' pseudo-label (``start``: auto, model, marks)
+→ corrections → accept → every N accepted cases the model is fine-tuned from its last weights in the background.
 
 Why in ``jobs/``: the loop combines a dataset (``data/``), prediction (``networks/``), the method registry and
 each method's pseudo-label (``methods/``) and the training runner (:class:`.runner.TrainingJob`). The faces
@@ -7,11 +7,12 @@ each method's pseudo-label (``methods/``) and the training runner (:class:`.runn
 
 Everything the loop knows is on disk in the dataset folder, so nothing is lost when a face closes mid-case:
 
-* ``loop.json`` — the settings (training method, fine-tune every N, epochs, seed), the current model, the case
+* ``loop.json`` — the settings (training method, fine-tune every N, epochs, seed, start), the current model, the case
   being worked on, every accepted case with its effort, the fine-tuning job, the disagreement scores. Written
   atomically; the single source of truth. The dataset's manifest is brought in line with it when opened
   (a process that died between the two writes loses nothing).
-* ``loop/starts/<case>.nii.gz`` — the starting segment of a case (prediction or pseudo-label);
+* ``loop/starts/<case>.nii.gz`` — the starting segment of a case (prediction or pseudo-label; under ``auto`` each
+  candidate too, ``<case>.model.nii.gz`` / ``<case>.marks.nii.gz``);
   ``loop/drafts/<case>.nii.gz`` — the last saved state of the corrections (:meth:`AnnotationLoop.save_draft`);
   ``loop/accepted/<case>.nii.gz`` — the accepted mask; ``loop/jobs/<name>`` — the fine-tuning jobs.
 
@@ -82,6 +83,15 @@ class CaseStart:
         }
 
 
+START_CHOICES = {
+    "auto": "the marks' pseudo-label until the model's prediction starts at least as close to the accepted masks "
+    "(mean Dice over the last cases that had both), then the prediction while it does",
+    "model": "the model's prediction whenever there is a model",
+    "marks": "the marks' pseudo-label (the model is used for ranking only)",
+}
+EVIDENCE_CASES = 3  # "auto" judges on this many latest accepted cases: recent, as each fine-tune changes the model
+
+
 def _atomic_json(doc: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(path) as tmp:
@@ -95,6 +105,7 @@ def _default_state() -> dict[str, Any]:
         "finetune_every": 5,
         "finetune_epochs": 2,
         "seed": 0,
+        "start": "auto",  # what a case starts from: "auto", "model" or "marks" (see START_CHOICES)
         "model": "",  # the current model's job folder (relative to the dataset when inside it)
         "models": [],  # every model the loop used, oldest first
         "current": None,  # {"case", "started", "start", "source"}
@@ -106,7 +117,8 @@ def _default_state() -> dict[str, Any]:
 
 
 class AnnotationLoop:
-    """The loop over one dataset folder; every method reads ``loop.json`` afresh, so several faces may share it."""
+    """The loop over one dataset folder. Its state is read from ``loop.json`` when opened and written after every
+    change; open it again to see what another face (the CLI, the page, the hub panel) changed since."""
 
     def __init__(self, dataset: str | Path) -> None:
         self.dataset = DatasetFolder.load(dataset)
@@ -167,6 +179,7 @@ class AnnotationLoop:
         finetune_epochs: int | None = None,
         seed: int | None = None,
         model: str | Path | None = None,
+        start: str | None = None,
     ) -> dict[str, Any]:
         """Change settings; ``model`` (a finished job) becomes the current model. Checked before anything is saved."""
         if method is not None:
@@ -175,6 +188,8 @@ class AnnotationLoop:
                 raise InputError(f"method: {method} does not segment (it is a {info.network}); choose a network.")
         if finetune_every is not None and finetune_every < 1:
             raise InputError(f"finetune_every: must be ≥ 1, got {finetune_every}.")
+        if start is not None and start not in START_CHOICES:
+            raise InputError(f"start: one of {', '.join(START_CHOICES)}, got {start!r}.")
         if finetune_epochs is not None and finetune_epochs < 1:
             raise InputError(f"finetune_epochs: must be ≥ 1, got {finetune_epochs}.")
         if model is not None and str(model):
@@ -185,14 +200,15 @@ class AnnotationLoop:
             if not self.state["method"] and method is None:
                 self.state["method"] = str(info_doc.get("method", ""))
         for key, value in (("method", method), ("finetune_every", finetune_every),
-                           ("finetune_epochs", finetune_epochs), ("seed", seed)):  # fmt: skip
+                           ("finetune_epochs", finetune_epochs), ("seed", seed), ("start", start)):  # fmt: skip
             if value is not None:
                 self.state[key] = value
         self._save_state()
         return self.settings()
 
     def settings(self) -> dict[str, Any]:
-        return {k: self.state[k] for k in ("method", "finetune_every", "finetune_epochs", "seed", "model")}
+        keys = ("method", "finetune_every", "finetune_epochs", "seed", "start", "model")
+        return {k: self.state[k] for k in keys}
 
     # --- cases ------------------------------------------------------------------------------------------------
     def accepted_ids(self) -> list[str]:
@@ -312,21 +328,53 @@ class AnnotationLoop:
                 return np.asarray(mask, bool), f"pseudo-label ({m.name})"
         return None
 
-    def start_segment(self, entry: CaseEntry, image: Image) -> tuple[np.ndarray, str, list[str]]:
-        """(mask, source, warnings): the newest model's prediction, else the marks' pseudo-label, else empty."""
+    def start_segment(self, entry: CaseEntry, image: Image) -> tuple[np.ndarray, str, list[str], dict[str, np.ndarray]]:
+        """(mask, source, warnings, candidates): the newest model's prediction or the marks' pseudo-label, as the
+        ``start`` setting says, else empty. ``candidates`` holds both when both were made (``auto``), so that
+        Accept can record which one started closer to the accepted mask."""
         path = self.model_path()
+        setting = self.state.get("start", "auto")
         warnings: list[str] = []
-        if path is not None:
+        candidates: dict[str, np.ndarray] = {}
+        made = None
+        if path is not None and setting in ("auto", "model"):
             from ..networks.prediction import load_model  # why here: torch only when a model is used
 
             model = load_model(path)
             warnings = self.model_warnings(model.info, entry)
-            return self.predict(entry, image, model), f"model {path.name}", warnings
+            candidates["model"] = self.predict(entry, image, model)
+            if setting == "model":
+                return candidates["model"], f"model {path.name}", warnings, candidates
         made = self.pseudo_label(entry, image)
         if made is not None:
-            return made[0], made[1], warnings
+            candidates["marks"] = made[0]
+        if "model" in candidates:
+            # Accepted masks lean towards the start they were corrected from, so the evidence favours whichever
+            # start was shown: the model must first start at least as close on cases that began from the marks.
+            evidence = self.start_evidence()
+            if "marks" not in candidates:
+                return candidates["model"], f"model {path.name}", warnings, candidates
+            if evidence is not None and evidence["model"] >= evidence["marks"]:
+                why = f" (started at least as close as the marks: {_evidence_text(evidence)})"
+                return candidates["model"], f"model {path.name}{why}", warnings, candidates
+            if evidence is None:
+                source = f"{made[1]}: no accepted case compares it with model {path.name} yet"
+            else:
+                source = f"{made[1]}: the model started farther from the accepted masks ({_evidence_text(evidence)})"
+            return made[0], source, warnings, candidates
+        if made is not None:
+            return made[0], made[1], warnings, candidates
         empty = ["No model and no marks to start from: the segment is empty."]
-        return np.zeros(image.geometry.shape, bool), "empty", empty
+        return np.zeros(image.geometry.shape, bool), "empty", empty, candidates
+
+    def start_evidence(self) -> dict[str, float] | None:
+        """Mean Dice of the model's and of the marks' start to the accepted mask over the latest
+        ``EVIDENCE_CASES`` accepted cases that had both; None before any such case."""
+        both = [r["start_dice"] for r in self.state["accepted"] if {"model", "marks"} <= set(r.get("start_dice", {}))]
+        if not both:
+            return None
+        latest = both[-EVIDENCE_CASES:]
+        return {k: float(np.mean([d[k] for d in latest])) for k in ("model", "marks")} | {"cases": len(latest)}
 
     # --- which case next --------------------------------------------------------------------------------------
     def ranking(self, strategy: str = "order", *, tta: bool = False) -> list[dict[str, Any]]:
@@ -399,12 +447,18 @@ class AnnotationLoop:
                              "to the dataset, or export it (weakannotate dataset export).")  # fmt: skip
         entry = self.dataset.case(remaining[0]["case"])
         image = read_image(self.dataset.path(entry.image), what=f"image of case {entry.id!r}")
-        mask, source, warnings = self.start_segment(entry, image)
+        mask, source, warnings, candidates = self.start_segment(entry, image)
         start = self.folder("starts", f"{entry.id}.nii.gz")
         start.parent.mkdir(parents=True, exist_ok=True)
         write_image(start, mask.astype(np.uint8), image.geometry)
+        stored = {}
+        for name, candidate in candidates.items():
+            path = self.folder("starts", f"{entry.id}.{name}.nii.gz")
+            write_image(path, candidate.astype(np.uint8), image.geometry)
+            stored[name] = self.dataset.stored(path)
         self.state["current"] = {"case": entry.id, "started": time.time(), "start": self.dataset.stored(start),
-                                 "source": source, "warnings": warnings, "strategy": strategy}  # fmt: skip
+                                 "source": source, "warnings": warnings, "strategy": strategy,
+                                 "candidates": stored}  # fmt: skip
         self._save_state()
         return CaseStart(entry.id, self.dataset.path(entry.image), start, source, int(mask.sum()), warnings)
 
@@ -484,6 +538,11 @@ class AnnotationLoop:
             "model": self.state["model"],
             "time": time.time(),
             "dice_to_start": round(dice(read_mask(start, grid=geometry), mask), 4) if start.is_file() else None,
+            "start_dice": {
+                name: round(dice(read_mask(self.dataset.path(stored), grid=geometry), mask), 4)
+                for name, stored in current.get("candidates", {}).items()
+                if self.dataset.path(stored).is_file()
+            },
         }
         self.state["accepted"].append(record)
         self.state["current"] = None
@@ -641,6 +700,11 @@ class AnnotationLoop:
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
+
+
+def _evidence_text(evidence: dict[str, float]) -> str:
+    n = int(evidence["cases"])
+    return f"Dice {evidence['model']:.2f} vs {evidence['marks']:.2f} on the last {n} case{'s' if n > 1 else ''}"
 
 
 def _checked_effort(effort: dict[str, Any]) -> dict[str, dict[str, float]]:

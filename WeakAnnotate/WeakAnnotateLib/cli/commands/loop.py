@@ -1,10 +1,10 @@
 """``weakannotate loop``: the annotation loop on a dataset folder (docs/annotation_loop.md).
 
-``next`` hands out the next case and writes its starting segment (the newest model's prediction, else the marks'
-pseudo-label); the user corrects it in any tool; ``accept`` saves the final mask and the effort, and starts the
-fine-tuning job every N accepted cases; ``rank`` lists the remaining cases in a strategy's order with the score;
-``status``, ``config``, ``finetune`` and ``draft`` do what they say. Every answer is one JSON object (``--json``
-is the default shape), so the web page and the hub panel can show exactly what the CLI shows.
+``next`` hands out the next case and writes its starting segment (the newest model's prediction or the marks'
+pseudo-label, by the ``start`` setting); the user corrects it in any tool; ``accept`` saves the final mask and the
+effort, and starts the fine-tuning job every N accepted cases; ``rank`` lists the remaining cases in a strategy's
+order with the score; ``status``, ``config``, ``finetune`` and ``draft`` do what they say. Every answer is one JSON
+object (``--json`` is the default shape), so the web page and the hub panel can show exactly what the CLI shows.
 """
 
 from __future__ import annotations
@@ -62,6 +62,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--finetune-epochs", type=number_option(1, 10000, integer=True), help="epochs of a fine-tune")
     c.add_argument("--seed", type=number_option(0, 2**32 - 1, integer=True), help="seed of the random strategy")
     c.add_argument("--model", help="a finished job folder: the model the next predictions use")
+    c.add_argument(
+        "--start",
+        choices=["auto", "model", "marks"],
+        help="what a case starts from: auto (default) = the marks' pseudo-label until the model's prediction starts "
+        "at least as close to the accepted masks, then the prediction; model; marks",
+    )
     f = sub.add_parser("finetune", help="start the fine-tuning job now (the last model's weights, accepted cases)")
     f.add_argument("dataset", help="the dataset folder")
     f.add_argument("--epochs", type=number_option(1, 10000, integer=True), help="epochs (default: the loop's)")
@@ -114,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(loop.status(), indent=1))
     elif args.action == "config":
         settings = loop.configure(method=args.method, finetune_every=args.finetune_every,
-                                  finetune_epochs=args.finetune_epochs, seed=args.seed, model=args.model)  # fmt: skip
+                                  finetune_epochs=args.finetune_epochs, seed=args.seed, model=args.model,
+                                  start=args.start)  # fmt: skip
         print(json.dumps(settings, indent=1))
     elif args.action == "finetune":
         job = loop.finetune(epochs=args.epochs)
