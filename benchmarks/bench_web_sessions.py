@@ -1,10 +1,12 @@
 """One session per tab: what a tab waits for and what a session costs in memory.
 
-    .venv/bin/python benchmarks/bench_web_sessions.py [--tabs 3] [--case ibsi_STS_001_PET]
+    .venv/bin/python benchmarks/bench_web_sessions.py [--tabs 3] [--case ibsi_STS_001_PET] [--gap 15]
 
 Starts ``weakannotate serve --max-sessions TABS`` (the launcher) on a free loopback port and opens TABS tabs,
 one after the other, each in its own headless Chromium context: for each, the seconds from ``goto`` to the page
-answering (the case's views published), and the resident memory of its app process. The peer, measured in
+answering (the case's views published), and the resident memory of its app process; ``--gap`` seconds pass
+between one tab working and the next opened (the launcher starts the next tab's session ahead once a tab has
+connected; with ``--gap 0`` the next tab waits for what is left of that start-up). The peer, measured in
 the same run: one app process served directly (``serve --session-child``, what ``serve`` was before the
 launcher), its start-up to the page answering and its memory. Prints a table and the load average.
 """
@@ -93,6 +95,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tabs", type=int, default=3)
     p.add_argument("--case", default="ibsi_STS_001_PET")
+    p.add_argument("--gap", type=float, default=15.0, help="seconds between one tab working and the next opened")
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_web_sessions_"))
     serve = [sys.executable, "-m", "WeakAnnotateLib.cli.main", "serve", "--work", str(tmp / "work")]
@@ -107,17 +110,19 @@ def main() -> None:
         rows.append(("one app process, served directly (peer)", time.perf_counter() - t0, rss_mb(proc.pid)))
         context.close()
         stop(proc)
-        # the launcher: the first session is started with it, the others when their tab asks
+        # the launcher: the first session is started with it, each next one once the previous tab connected
         t0 = time.perf_counter()
         proc, url = start([*serve, "--port", str(free_port()), "--max-sessions", str(args.tabs)], tmp / "l.log")
         launcher_ready = time.perf_counter() - t0
         contexts = []
         for n in range(args.tabs):
+            if n:
+                time.sleep(args.gap)
             context, seconds = open_tab(browser, url)
             contexts.append(context)
             ready = seconds + (launcher_ready if n == 0 else 0.0)
             apps = children(proc.pid)
-            what = "tab 1 (server start + page)" if n == 0 else f"tab {n + 1} (its app process starts)"
+            what = "tab 1 (server start + page)" if n == 0 else f"tab {n + 1} (its session started ahead)"
             rows.append((what, ready, rss_mb(apps[n]) if n < len(apps) else float("nan")))
         rows.append(("the launcher itself", float("nan"), rss_mb(proc.pid)))
         for context in contexts:

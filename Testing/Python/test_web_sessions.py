@@ -96,11 +96,24 @@ def _saved_points(path: Path) -> int:
 
 
 @browser_needed
+def _started_ahead(server: dict[str, Any], count: int) -> str:
+    """The session the launcher started ahead for the next tab (its ``count``-th such line): its id's start."""
+    deadline = time.monotonic() + 120
+    while True:
+        found = re.findall(r"session (\S+) started ahead for the next tab", (server["base"] / "server.log").read_text())
+        if len(found) >= count:
+            return found[count - 1]
+        assert time.monotonic() < deadline, "no session was started ahead"
+        time.sleep(0.5)
+
+
 def test_two_users_interleave_and_each_keep_their_own(browser: Any, server: dict[str, Any], points: np.ndarray) -> None:
     context_a, a = _open_tab(browser, server["url"])
+    ahead = _started_ahead(server, 1)  # once A's tab connected, the next session starts: B does not wait for it
     context_b, b = _open_tab(browser, server["url"])
     session_a, session_b = (re.search(r"/s/([^/]+)/", p.url).group(1) for p in (a, b))
     assert session_a != session_b, (a.url, b.url)
+    assert session_b.startswith(ahead) and not session_a.startswith(ahead)
     for page in (a, b):
         assert page.locator("#current-case").inner_text().strip() == CASE_ID
 
@@ -153,7 +166,10 @@ def test_two_users_interleave_and_each_keep_their_own(browser: Any, server: dict
         assert response.status == 503 and time.monotonic() - t0 < GRACE_S + 30, response.status
         time.sleep(1)
     print(f"a closed tab's session released and a new one served after {time.monotonic() - t0:.1f} s")
-    assert re.search(r"/s/([^/]+)/", c.url).group(1) not in (session_a, session_b)
+    session_c = re.search(r"/s/([^/]+)/", c.url).group(1)
+    assert session_c not in (session_a, session_b)
+    assert session_c.startswith(_started_ahead(server, 2))  # started when A's session ended (one was free again)
+    assert len(re.findall("started ahead", (server["base"] / "server.log").read_text())) == 2  # never above 2
     c.wait_for_selector("#save")
     _wait_state(c, "case_id", lambda v: v == CASE_ID)
     assert _state(b, "case_id") == OTHER_CASE  # B's session is still there

@@ -18,7 +18,10 @@ When all sessions are taken, a new tab gets a page that says so (HTTP 503) and h
 tab is gone (no WebSocket for ``--session-grace`` seconds: a reload within that time keeps it) is ended: its
 process stops, cancelling a training job it runs; what it saved stays in the work folder, and opening the case
 again in a new tab loads that work back. The first session is started with the launcher (its start-up errors
-end ``serve`` before the address is printed) and waits, ready, for the first tab; later ones start on demand.
+end ``serve`` before the address is printed) and waits, ready, for the first tab. Whenever a tab takes the waiting
+session (or a session ends) and fewer than ``--max-sessions`` run, the next one is started ahead — once the tab
+just served has connected, so that its page load comes first on a small machine — and the next tab opens at
+once instead of waiting for a start-up (an idle app process is its memory, measured in docs/web_app.md).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ REAP_EVERY_S = 1.0
 STOP_WAIT_S = 10.0  # SIGTERM, then this long, then SIGKILL
 HEARTBEAT_S = 30.0
 FIRST_CONNECT_S = 60.0  # a tab sent to its session has this long (or the grace period if longer) to connect
+SPARE_AFTER_S = 20.0  # the session started ahead waits for the served tab to connect, at most this long
 OPEN_LINE = re.compile(r"^Open (http://127\.0\.0\.1:(\d+)/\?secret=(\S+))")
 SESSION_PATH = "/s/{sid}/"
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "upgrade", "content-encoding", "content-length"}
@@ -117,6 +121,7 @@ class Launcher:
         self._claim_lock = asyncio.Lock()
         self._http: ClientSession | None = None
         self._reaper: asyncio.Task | None = None
+        self._closing = False  # set when the launcher stops: nothing is started after that
 
     # --- sessions -------------------------------------------------------------------------------------
 
@@ -199,7 +204,23 @@ class Launcher:
             spare.claimed = True
         await spare.ready.wait()
         spare.idle_since = time.monotonic()  # from the hand-out: the tab still has to load the page and connect
+        if not spare.failed:
+            asyncio.ensure_future(self.start_ahead(after=spare))
         return spare
+
+    async def start_ahead(self, after: Session | None = None) -> Session | None:
+        """Start the session the next tab will get, unless one is waiting or ``max_sessions`` run; first let
+        ``after`` (the tab just served) connect, for at most ``SPARE_AFTER_S``."""
+        deadline = time.monotonic() + SPARE_AFTER_S
+        while after is not None and not after.connected and after.alive and time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+        async with self._claim_lock:
+            live = self.live()
+            if self._closing or any(not s.claimed for s in live) or len(live) >= self.max_sessions:
+                return None
+            session = await self.spawn()
+        self.echo(f"weakannotate serve: session {session.sid[:6]} started ahead for the next tab")
+        return session
 
     async def reap(self) -> None:
         """End sessions whose tab has been gone for the grace period; forget processes that ended."""
@@ -214,6 +235,7 @@ class Launcher:
                 elif s.claimed and s.clients == 0 and s.ready.is_set() and now - s.idle_since > self._allowance(s):
                     self.echo(f"weakannotate serve: session {s.sid[:6]} released (its tab was closed)")
                     await self.stop(s)
+                    await self.start_ahead()  # awaited: no tab can take the freed place on demand in between
 
     def _allowance(self, session: Session) -> float:
         """How long a session without a tab is kept: the grace period, longer before its first connection."""
@@ -234,6 +256,7 @@ class Launcher:
         self._reaper = asyncio.ensure_future(self.reap())
 
     async def _on_cleanup(self, _: web.Application) -> None:
+        self._closing = True
         if self._reaper is not None:
             self._reaper.cancel()
         await asyncio.gather(*(self.stop(s) for s in list(self.sessions.values())))

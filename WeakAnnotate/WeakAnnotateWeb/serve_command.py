@@ -81,7 +81,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=number_option(1, 64, integer=True),
         default=4,
         help="browser tabs served at once, each with its own scene, points, segments and training job in its own "
-        "process (default 4; each takes about the memory of one app); a further tab gets a page saying all are in use",
+        "process (default 4; each takes about the memory of one app, and while fewer run, one is started ahead for "
+        "the next tab); a further tab gets a page saying all are in use",
     )
     p.add_argument(
         "--session-grace",
