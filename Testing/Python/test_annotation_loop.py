@@ -281,6 +281,30 @@ def test_start_auto_takes_the_model_only_once_it_started_as_close_and_the_settin
     assert (ds / "loop.json").read_text() == before
 
 
+def test_start_auto_a_model_that_cannot_predict_the_case_leaves_it_to_the_marks(trained, tmp_path):
+    """The extreme-point network on a case with surface points only: "auto" starts from the surface template and
+    says why; "model" refuses with the model's message."""
+    from WeakAnnotateLib.jobs.annotation_loop import AnnotationLoop
+    from WeakAnnotateLib.methods.surface_template.weak_net import surface_point_dataset
+
+    root, _ = trained
+    ds = tmp_path / "surface"
+    surface_point_dataset(ds, CASES[:1], points=30)
+    loop = AnnotationLoop(ds)
+    loop.configure(model=root / "loop/jobs/finetune-001", start="model")
+    before = (ds / "loop.json").read_text()
+    with pytest.raises(InputError, match=r"needs the six extreme points of case 'ibsi_STS_001_PET'; it has none\."):
+        loop.next_case()
+    assert (ds / "loop.json").read_text() == before and not (ds / "loop" / "starts").exists()
+    loop.configure(start="auto")
+    start = loop.next_case()
+    assert start.source.startswith("pseudo-label (") and "surface" in start.source and start.voxels > 0
+    assert start.warnings[-1] == (
+        "Model 'finetune-001 (extreme point network)' needs the six extreme points of case 'ibsi_STS_001_PET'; it "
+        "has none. Starting from the case's marks instead."
+    )
+
+
 def test_another_job_of_the_dataset_running_refuses_finetuning(trained, tmp_path):
     from WeakAnnotateLib.jobs.annotation_loop import AnnotationLoop
     from WeakAnnotateLib.jobs.runner import TrainingJob

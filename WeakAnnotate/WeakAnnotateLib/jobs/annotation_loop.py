@@ -342,9 +342,13 @@ class AnnotationLoop:
 
             model = load_model(path)
             warnings = self.model_warnings(model.info, entry)
-            candidates["model"] = self.predict(entry, image, model)
             if setting == "model":
+                candidates["model"] = self.predict(entry, image, model)
                 return candidates["model"], f"model {path.name}", warnings, candidates
+            try:
+                candidates["model"] = self.predict(entry, image, model)
+            except InputError as e:  # "auto": a model that cannot predict this case leaves it to the marks
+                warnings.append(f"{e} Starting from the case's marks instead.")
         made = self.pseudo_label(entry, image)
         if made is not None:
             candidates["marks"] = made[0]
