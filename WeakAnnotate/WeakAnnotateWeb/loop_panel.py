@@ -46,6 +46,7 @@ from WeakAnnotateLib.scene.mrml_adapter import (
     set_segment_mask,
 )
 
+from .corrections import MODE_BUTTONS
 from .workspace import safe_name
 
 log = logging.getLogger(__name__)
@@ -146,22 +147,17 @@ class LoopPanel:
             v3.VBtn("Rank cases", click=self.rank, id="loop-rank", size="small", disabled=("!loop_dataset || " + BUSY,))
             v3.VBtn("Next case", click=self.next_case, id="loop-next", color="primary", size="small",
                     disabled=("!loop_dataset || " + BUSY,))  # fmt: skip
-            v3.VBtn(
-                "Add",
-                click=(self.toggle, "['add']"),
-                id="loop-add",
-                size="small",
-                color=("loop_correcting == 'add' ? 'green' : undefined",),
-                disabled=("!loop_case || " + BUSY,),
-            )
-            v3.VBtn(
-                "Remove",
-                click=(self.toggle, "['remove']"),
-                id="loop-remove",
-                size="small",
-                color=("loop_correcting == 'remove' ? 'red' : undefined",),
-                disabled=("!loop_case || " + BUSY,),
-            )
+            for which, icon, colour, verb in MODE_BUTTONS:  # the same two modes as the page's corrections
+                v3.VBtn(
+                    which.capitalize(),
+                    click=(self.toggle, f"['{which}']"),
+                    id=f"loop-{which}",
+                    size="small",
+                    prepend_icon=f"mdi-{icon}",
+                    color=(f"loop_correcting == '{which}' ? '{colour}' : undefined",),
+                    disabled=("!loop_case || " + BUSY,),
+                    title=f"Clicks in the views {verb} the loop's segment",
+                )
             v3.VBtn("Accept", click=self.accept, id="loop-accept", color="green", size="small",
                     disabled=("!loop_case || " + BUSY,))  # fmt: skip
         v3.VAlert("{{ loop_error }}", v_if=("loop_error",), type="error", density="compact", id="loop-error",
