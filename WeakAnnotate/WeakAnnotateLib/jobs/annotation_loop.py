@@ -336,7 +336,6 @@ class AnnotationLoop:
         setting = self.state.get("start", "auto")
         warnings: list[str] = []
         candidates: dict[str, np.ndarray] = {}
-        made = None
         if path is not None and setting in ("auto", "model"):
             from ..networks.prediction import load_model  # why here: torch only when a model is used
 
@@ -456,7 +455,7 @@ class AnnotationLoop:
         start.parent.mkdir(parents=True, exist_ok=True)
         write_image(start, mask.astype(np.uint8), image.geometry)
         stored = {}
-        for name, candidate in candidates.items():
+        for name, candidate in candidates.items() if len(candidates) > 1 else ():  # both: Accept compares them
             path = self.folder("starts", f"{entry.id}.{name}.nii.gz")
             write_image(path, candidate.astype(np.uint8), image.geometry)
             stored[name] = self.dataset.stored(path)
