@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from test_reliability import read_only
 from test_web_app import VIEW, _serve, _state, _view_image_box, _wait_state, browser, browser_needed
 from WeakAnnotateLib.core.errors import InputError
 from WeakAnnotateLib.files.cases import (
@@ -61,6 +62,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _volume(root / "ct" / "plain_ct.nii.gz")
     _volume(root / "mr" / "t1_brain.nii.gz")
     _volume(root / "scans" / "scan1.nrrd", metadata={"modality": "PET"})
+    _volume(root / "scans" / "volume7.nii.gz")  # neither header nor name tells its modality
     (root / "notes.txt").parent.mkdir(parents=True, exist_ok=True)
     (root / "notes.txt").write_text("not an image")
     outside = root.parent / "outside"
@@ -128,8 +130,9 @@ def test_bad_catalogue_entries_are_named(tmp_path: Path, entries: Any, message: 
 
 def test_folder_scan_finds_images_not_links_out(data: Path, tmp_path: Path) -> None:
     cases = {c.id: c for c in scan_images(data)}
-    assert sorted(cases) == ["ct/plain_ct", "mr/t1_brain", "scans/scan1"]  # not notes.txt, not link_out/secret
-    assert [cases[k].modality for k in sorted(cases)] == ["CT", "MR", "PET"]  # name, name, NRRD header
+    # not notes.txt, not link_out/secret
+    assert sorted(cases) == ["ct/plain_ct", "mr/t1_brain", "scans/scan1", "scans/volume7"]
+    assert [cases[k].modality for k in sorted(cases)] == ["CT", "MR", "PET", UNKNOWN]  # name, name, header, none
     assert all(c.mask is None for c in cases.values())
     with pytest.raises(InputError, match="no cases.json and no images"):
         open_data_folder(tmp_path)
@@ -150,6 +153,25 @@ def test_modality_from_header_then_name(data: Path, tmp_path: Path) -> None:
     assert modality_from_words("contact") is None  # words, not letters inside a word
     assert guess_modality(data / "scans" / "scan1.nrrd") == "PET"  # the header's field beats the name
     assert guess_modality(_volume(tmp_path / "volume7.nii.gz")) == UNKNOWN
+
+
+def test_the_chosen_modality_is_remembered_and_bad_choices_change_nothing(data: Path, tmp_path: Path) -> None:
+    from WeakAnnotateWeb.case_modality import SETTINGS_FILE, remember_modality, with_chosen_modality
+
+    work = Workspace(tmp_path / "work")
+    case = next(c for c in scan_images(data) if c.id == "scans/volume7")
+    assert with_chosen_modality(work, case) == case  # nothing chosen yet: the guess ("unknown")
+    chosen, path = remember_modality(work, case, "PET")
+    assert chosen.modality == "PET" and path == work.case_folder(case.id) / SETTINGS_FILE
+    assert json.loads(path.read_text()) == {"modality": "PET"} and with_chosen_modality(work, case) == chosen
+    with pytest.raises(InputError, match=r"^Modality: one of CT, PET, MR, unknown, got 'XR'\.$"):
+        remember_modality(work, case, "XR")
+    path.write_text("{not json")  # a damaged file: the guess again, nothing raised
+    assert with_chosen_modality(work, case) == case
+    remember_modality(work, case, "PET")
+    with read_only(path.parent), pytest.raises(InputError, match=r"^Cannot write .*case\.json: read-only file system"):
+        remember_modality(work, case, "CT")  # loud, and the earlier choice stays
+    assert json.loads(path.read_text()) == {"modality": "PET"}
 
 
 def test_paths_stay_inside_the_data_folder(data: Path) -> None:
@@ -247,6 +269,14 @@ def test_open_own_image_save_close_reopen_continue(browser: Any, server: dict[st
     page.wait_for_function("() => document.querySelector('#status').innerText.startsWith('Saved')")
     saved = server["work"] / "mr_t1_brain" / "mywork.mrk.json"
     assert saved.is_file()
+    # an image neither header nor name tells: "unknown" until the user says; the window follows, remembered
+    page.click("#browse-up")
+    _wait_state(page, "browse_path", lambda v: v == "")
+    _open_image(page, "scans", "volume7.nii.gz", "scans/volume7")
+    assert _state(page, "case_modality") == "unknown" and "(unknown)" in _state(page, "status")
+    page.evaluate("() => window.trame.state.set('case_modality', 'PET')")
+    _wait_state(page, "wl_preset", lambda v: v == "PET SUV 0-10")
+    assert "remembered in scans_volume7/case.json" in _state(page, "status")
     context.close()  # the tab is gone; its session ends after the grace period
 
     context, page = _open_tab(browser, server["url"])  # a new tab: a new session, the --case open
@@ -256,6 +286,11 @@ def test_open_own_image_save_close_reopen_continue(browser: Any, server: dict[st
     status = _state(page, "status")
     assert status.startswith("Loaded your saved work: 3 points (extreme"), status
     assert "from 'mywork'" in status and _state(page, "save_name") == "mywork"
+    page.click("#browse-up")
+    _wait_state(page, "browse_path", lambda v: v == "")
+    _open_image(page, "scans", "volume7.nii.gz", "scans/volume7")  # in another session: the choice came back
+    assert _state(page, "case_modality") == "PET" and "(PET)" in _state(page, "status")
+    assert _state(page, "wl_preset") == "PET SUV 0-10"
     context.close()
 
 

@@ -58,6 +58,8 @@ from WeakAnnotateLib.scene.segmentation_io import write_segmentation
 from WeakAnnotateLib.scene.slicer_runtime import SlicerRuntime
 
 from .browse_panel import BrowsePanel
+from .case_modality import CHOICES as MODALITY_CHOICES
+from .case_modality import remember_modality, with_chosen_modality
 from .corrections import Corrections
 from .history import History
 from .html_text import attribute_text
@@ -203,6 +205,8 @@ class WeakAnnotateWebApp:
         s.data_message = data_message if not self.cases else ""
         s.wl_presets = [p.name for p in PRESETS]
         s.wl_preset = PRESETS[0].name
+        s.modalities = list(MODALITY_CHOICES)
+        s.case_modality = ""
         s.mode = first.key
         s.mode_text = first.hint
         s.n_points = 0
@@ -217,6 +221,7 @@ class WeakAnnotateWebApp:
         s.view_geometry = {}
         s.change("case_id")(self._on_case_id)
         s.change("wl_preset")(self._on_wl_preset)
+        s.change("case_modality")(self._on_modality)
         s.change("mode")(self._on_mode)
         s.error_where = ""  # "": the error is shown under the mode's controls; else beside that control
         s.cursor_text = ""  # the position and value under the mouse
@@ -283,6 +288,15 @@ class WeakAnnotateWebApp:
                         v_if=("case_ids.length",),
                     )
                     self.browse.build_ui()
+                    v3.VSelect(
+                        label="Modality",
+                        v_model=("case_modality",),
+                        items=("modalities",),
+                        density="compact",
+                        id="modality",
+                        disabled=("!case_id || busy",),
+                        hint="What the image is: sets the window preset; remembered for this case",
+                    )
                     v3.VSelect(
                         label="Window / level",
                         v_model=("wl_preset",),
@@ -552,6 +566,31 @@ class WeakAnnotateWebApp:
             view.schedule_render()
             self._publish_view_geometry()
 
+    def _on_modality(self, case_modality: Any = None, **_: Any) -> None:
+        """The user says what the image is: remembered for the case, and the window preset follows."""
+        if self.case is None or case_modality == self.case.modality:
+            return
+        try:
+            self.case, path = remember_modality(self.workspace, self.case, case_modality)
+        except InputError as e:
+            with self.state:
+                self.state.case_modality = self.case.modality
+            self.report(error=str(e))
+            return
+        self._share_case()
+        with self.state:
+            self.state.wl_preset = default_preset(self.case.modality)
+        self._on_wl_preset(self.state.wl_preset)
+        self.report(
+            status=f"{self.case.id} is {self.case.modality}: window '{self.state.wl_preset}' "
+            f"(remembered in {self.workspace.relative(path)})."
+        )
+
+    def _share_case(self) -> None:
+        """The open case as the page's other panels see it (their "cases of the same modality")."""
+        if self.case is not None and self.case.id in self.cases:
+            self.cases[self.case.id] = self.case
+
     def _on_wl_preset(self, wl_preset: str, **_: Any) -> None:
         if self.volume_node is None or not isinstance(wl_preset, str):
             return
@@ -627,6 +666,7 @@ class WeakAnnotateWebApp:
         """Replace the scene's case: volume, an empty point list per mode, an empty segmentation."""
         self.disable_placing()
         image = read_image(case.image)  # InputError before the scene is touched
+        case = with_chosen_modality(self.workspace, case)  # the user's earlier choice beats the guess
         self._remove_case_nodes()
         self.volume_node = add_volume_node(self.rt, image, case.id)
         self.segmentation_node = add_segmentation_node(self.rt, f"{case.id} segmentation", self.volume_node)
@@ -648,6 +688,7 @@ class WeakAnnotateWebApp:
                 self._observed.append((node, node.AddObserver(event, self._on_points_changed)))
             self.points_nodes[mode.key] = node
         self.case = case
+        self._share_case()
         labels = list(case.labels.values())
         name = labels[0] if len(labels) == 1 else "object"
         with self.state:
@@ -656,6 +697,8 @@ class WeakAnnotateWebApp:
             self.state.n_points = 0
             self.state.point_count = self.mode.count_text(0)
             self.state.wl_preset = default_preset(case.modality)
+            self.state.modalities = sorted({*MODALITY_CHOICES, case.modality})  # a catalogue's own name shows too
+            self.state.case_modality = case.modality
             self.state.status = f"Opened {case.id} ({case.modality}). Press 'Place points' and click in the views."
             self.state.error = ""
         self._on_wl_preset(self.state.wl_preset)

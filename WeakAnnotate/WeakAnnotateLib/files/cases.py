@@ -36,6 +36,7 @@ _MODALITY_WORDS = {
     "PET": ("pet", "pt", "suv", "fdg"),
     "MR": ("mr", "mri", "t1", "t1w", "t1c", "t1ce", "t1gd", "t2", "t2w", "flair", "dwi", "adc", "pd", "swi"),
 }
+MODALITIES = tuple(_MODALITY_WORDS)  # what a header or a name can tell, and what a user can choose
 _DICOM_MODALITY = {"CT": "CT", "PT": "PET", "MR": "MR"}
 _HEADER_KEYS = ("0008|0060", "modality", "Modality", "descrip")
 
