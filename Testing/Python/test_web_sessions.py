@@ -95,7 +95,6 @@ def _saved_points(path: Path) -> int:
     return len(read_points(path, min_count=1)[0])
 
 
-@browser_needed
 def _started_ahead(server: dict[str, Any], count: int) -> str:
     """The session the launcher started ahead for the next tab (its ``count``-th such line): its id's start."""
     deadline = time.monotonic() + 120
@@ -107,6 +106,7 @@ def _started_ahead(server: dict[str, Any], count: int) -> str:
         time.sleep(0.5)
 
 
+@browser_needed
 def test_two_users_interleave_and_each_keep_their_own(browser: Any, server: dict[str, Any], points: np.ndarray) -> None:
     context_a, a = _open_tab(browser, server["url"])
     ahead = _started_ahead(server, 1)  # once A's tab connected, the next session starts: B does not wait for it
