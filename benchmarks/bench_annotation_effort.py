@@ -16,7 +16,7 @@ false region; :class:`CorrectionSession` re-segments with all clicks so far) unt
   (``max_minutes``) with the shared recipe. Before the first fine-tune there is no model and the case starts
   from the six clicks' segment, as in the other arm. The accepted mask (the corrected one) is the case's label.
 * ``auto``: the loop's default ``start`` setting — per case, the six clicks' segment until the model's prediction
-  started at least as close to the accepted masks on the last ``EVIDENCE_CASES`` cases that had both (judged on
+  started at least as close to the accepted masks on the last cases that had both (``model_has_earned``; judged on
   this arm's own accepted masks, never the reference), then the prediction while it does. Its clicks and
   Dice are those of the arm it picks (the same start gives the same robot clicks); its models are the model arm's
   (trained on that arm's accepted masks, which reach the same target Dice).
@@ -136,7 +136,7 @@ def main() -> int:
     from WeakAnnotateLib.evaluation.metrics import dice
     from WeakAnnotateLib.files.cases import load_cases
     from WeakAnnotateLib.files.image_io import read_image, select_label, write_image
-    from WeakAnnotateLib.jobs.annotation_loop import EVIDENCE_CASES
+    from WeakAnnotateLib.jobs.annotation_loop import model_has_earned, start_evidence_of
     from WeakAnnotateLib.methods.extreme_points.segmenter import segment_extreme_points
     from WeakAnnotateLib.networks.prediction import load_model, predict_image
 
@@ -163,7 +163,7 @@ def main() -> int:
     )
     print(header)
     cum_six = cum_model = cum_auto = 0
-    evidence: list[tuple[float, float]] = []  # auto's record: (model start, six start) Dice to its accepted mask
+    evidence: list[dict[str, float]] = []  # auto's record: each start's Dice to its accepted mask, as the loop keeps
     for i, case in enumerate(cases):
         image = read_image(case.image)
         geometry = image.geometry
@@ -181,11 +181,9 @@ def main() -> int:
         n_model, d_model, final = correct(image, geometry, ref, start, rng, args.target, args.max_clicks)
         auto = "six"
         if model is not None:
-            latest = evidence[-EVIDENCE_CASES:]
-            if latest and np.mean([m for m, _ in latest]) >= np.mean([x for _, x in latest]):
-                auto = "model"
+            auto = "model" if model_has_earned(start_evidence_of(evidence)) else "six"  # the loop's own rule
             auto_final = final if auto == "model" else final_six
-            evidence.append((dice(auto_final, start), dice(auto_final, six.mask)))
+            evidence.append({"model": dice(auto_final, start), "marks": dice(auto_final, six.mask)})
         n_auto, d_auto = (n_model, d_model) if auto == "model" else (n_six, d_six)
         px, mm = contour_effort(ref, geometry.array_spacing)
         cum_six += SIX + n_six

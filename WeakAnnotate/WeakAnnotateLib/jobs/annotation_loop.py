@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,21 @@ START_CHOICES = {
     "marks": "the marks' pseudo-label (the model is used for ranking only)",
 }
 EVIDENCE_CASES = 3  # "auto" judges on this many latest accepted cases: recent, as each fine-tune changes the model
+
+
+def start_evidence_of(start_dice: Sequence[dict[str, float]]) -> dict[str, float] | None:
+    """Mean Dice of the model's and of the marks' start to the accepted mask over the latest ``EVIDENCE_CASES``
+    entries (oldest first, ``{"model": d, "marks": d}``) that have both; None before any such entry."""
+    both = [d for d in start_dice if {"model", "marks"} <= set(d)][-EVIDENCE_CASES:]
+    if not both:
+        return None
+    return {k: float(np.mean([d[k] for d in both])) for k in ("model", "marks")} | {"cases": len(both)}
+
+
+def model_has_earned(evidence: dict[str, float] | None) -> bool:
+    """``auto``'s rule: the model's prediction starts once it started at least as close as the marks' pseudo-label.
+    Accepted masks lean towards the start they were corrected from, so without evidence the marks keep it."""
+    return evidence is not None and evidence["model"] >= evidence["marks"]
 
 
 def _atomic_json(doc: Any, path: Path) -> None:
@@ -352,12 +368,10 @@ class AnnotationLoop:
         if made is not None:
             candidates["marks"] = made[0]
         if "model" in candidates:
-            # Accepted masks lean towards the start they were corrected from, so the evidence favours whichever
-            # start was shown: the model must first start at least as close on cases that began from the marks.
             evidence = self.start_evidence()
             if "marks" not in candidates:
                 return candidates["model"], f"model {path.name}", warnings, candidates
-            if evidence is not None and evidence["model"] >= evidence["marks"]:
+            if model_has_earned(evidence):
                 why = f" (started at least as close as the marks: {_evidence_text(evidence)})"
                 return candidates["model"], f"model {path.name}{why}", warnings, candidates
             if evidence is None:
@@ -371,13 +385,8 @@ class AnnotationLoop:
         return np.zeros(image.geometry.shape, bool), "empty", empty, candidates
 
     def start_evidence(self) -> dict[str, float] | None:
-        """Mean Dice of the model's and of the marks' start to the accepted mask over the latest
-        ``EVIDENCE_CASES`` accepted cases that had both; None before any such case."""
-        both = [r["start_dice"] for r in self.state["accepted"] if {"model", "marks"} <= set(r.get("start_dice", {}))]
-        if not both:
-            return None
-        latest = both[-EVIDENCE_CASES:]
-        return {k: float(np.mean([d[k] for d in latest])) for k in ("model", "marks")} | {"cases": len(latest)}
+        """:func:`start_evidence_of` the accepted cases' records."""
+        return start_evidence_of([r.get("start_dice", {}) for r in self.state["accepted"]])
 
     # --- which case next --------------------------------------------------------------------------------------
     def ranking(self, strategy: str = "order", *, tta: bool = False) -> list[dict[str, Any]]:
