@@ -76,6 +76,18 @@ def test_next_prediction_two_corrections_accept_records_the_effort(
         while json.loads((root / "loop.json").read_text())["start"] != "model":
             assert time.monotonic() < deadline, "the page's Start from did not reach loop.json"
             time.sleep(0.2)
+        page.evaluate("() => window.trame.state.set('loop_every', 7)")  # Fine-tune every: the dataset's too
+        while json.loads((root / "loop.json").read_text())["finetune_every"] != 7:
+            assert time.monotonic() < deadline, "the page's Fine-tune every did not reach loop.json"
+            time.sleep(0.2)
+        page.evaluate("() => window.trame.state.set('loop_every', 'x')")
+        _wait_state(page, "loop_error", lambda v: v == "Fine-tune every: expected a whole number, got 'x'.")
+        assert json.loads((root / "loop.json").read_text())["finetune_every"] == 7
+        page.evaluate("() => window.trame.state.set('loop_start', 'best')")
+        _wait_state(page, "loop_error", lambda v: v == "start: one of auto, model, marks, got 'best'.")
+        assert json.loads((root / "loop.json").read_text())["start"] == "model"
+        page.evaluate("() => window.trame.state.set('loop_start', 'model')")
+        _wait_state(page, "loop_error", lambda v: v == "")
         page.click("#loop-next")
         _wait_state(page, "loop_case", lambda v: v == CASES[1], 120)
         assert _state(page, "loop_source") == "model finetune-001"

@@ -189,27 +189,22 @@ class LoopPanel:
                   loop_error="")  # fmt: skip
 
     def _on_start(self, loop_start: Any = None, **_: Any) -> None:
-        """What a case starts from (``loop.json``'s ``start``): saved at once, for every face."""
-        try:
-            loop = self._open()
-            if loop_start != loop.state["start"]:
-                loop.configure(start=loop_start)
-            self._set(loop_error="")
-        except InputError as e:
-            if self.state.loop_dataset:
-                self._set(loop_error=str(e))
+        self._save_setting("start", loop_start)  # (a value not one of the choices: the loop's message)
 
     def _on_every(self, loop_every: Any = None, **_: Any) -> None:
-        """The setting is the dataset's (``loop.json``): saved at once, whichever face reads it next."""
         try:
             n = int(float(loop_every))
         except (TypeError, ValueError):
             self._set(loop_error=f"Fine-tune every: expected a whole number, got {loop_every!r}.")
             return
+        self._save_setting("finetune_every", n)
+
+    def _save_setting(self, key: str, value: Any) -> None:
+        """A setting is the dataset's (``loop.json``): saved at once, whichever face reads it next."""
         try:
             loop = self._open()
-            if n != int(loop.state["finetune_every"]):
-                loop.configure(finetune_every=n)
+            if value != loop.state[key]:
+                loop.configure(**{key: value})
             self._set(loop_error="")
         except InputError as e:
             if self.state.loop_dataset:
