@@ -128,6 +128,8 @@ def _array_of(data: vtk.vtkImageData) -> np.ndarray:
 
 def geometry_of_node(node: Any) -> Geometry:
     """Geometry of a volume node (scalar or labelmap), ignoring parent transforms."""
+    if node is None or node.GetImageData() is None:
+        raise InputError("The volume has no image data; load a volume first.")
     vm = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(vm)
     dims = node.GetImageData().GetDimensions()
@@ -153,9 +155,8 @@ def add_volume_node(rt: SlicerRuntime, image: Image, name: str | None = None, *,
 
 def image_of_node(node: Any) -> Image:
     """Copy of a volume node's voxels with its geometry."""
-    if node is None or node.GetImageData() is None:
-        raise InputError("The volume has no image data; load a volume first.")
-    return Image(_array_of(node.GetImageData()), geometry_of_node(node), node.GetName())
+    geometry = geometry_of_node(node)  # (an InputError first when the node has no voxels)
+    return Image(_array_of(node.GetImageData()), geometry, node.GetName())
 
 
 # --- segmentations ------------------------------------------------------------------------------------

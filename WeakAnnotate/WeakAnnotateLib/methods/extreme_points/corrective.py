@@ -507,9 +507,7 @@ def correct_from_nodes(
     segment's voxels and its clicks (tag ``WeakAnnotate.CorrectiveClicks``) change together, or not at all.
     Returns the segment ID, the result and the session to pass to the next call (warm start, undo).
     """
-    if volume_node is None or volume_node.GetImageData() is None:
-        raise InputError("The volume has no image data; load a volume first.")
-    geometry = geometry_of_node(volume_node)
+    geometry = geometry_of_node(volume_node)  # InputError: no volume, or no voxels
     segmentation = segmentation_node.GetSegmentation()
     segment = segmentation.GetSegment(segment_id)
     if segment is None:
