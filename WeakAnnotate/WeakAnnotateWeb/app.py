@@ -578,9 +578,8 @@ class WeakAnnotateWebApp:
             self.report(error=str(e))
             return
         self._share_case()
-        with self.state:
+        with self.state:  # (its change listener applies the preset to the volume)
             self.state.wl_preset = default_preset(self.case.modality)
-        self._on_wl_preset(self.state.wl_preset)
         self.report(
             status=f"{self.case.id} is {self.case.modality}: window '{self.state.wl_preset}' "
             f"(remembered in {self.workspace.relative(path)})."
